@@ -1,0 +1,147 @@
+#include "quantizers/registry.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+#include "quantizers/schemes.h"
+
+namespace autoqnn::quant {
+
+const std::vector<std::string>& common_param_keys() {
+  static const std::vector<std::string> k = {"grad", "r", "per_channel", "axis", "momentum"};
+  return k;
+}
+
+// The one table of per-scheme facts. Keep rows in the order `autoqnn quantizers` prints them.
+const std::vector<SchemeTraits>& scheme_table() {
+  static const std::vector<SchemeTraits> table = {
+      // name      bits      dflt signed  W     A
+      {"binary", 1, 1, 1, true, true, false, "",
+       "sign(W) * mean|W| (BWN)", {}, make_binary},
+      {"twn", 2, 2, 2, true, true, true, "",
+       "ternary weight networks: {-a, 0, a}, delta = 0.7 mean|W|", {}, make_ternary},
+      {"fixed", 2, 16, 8, true, true, true, "",
+       "fixed point with a power-of-two scale from max|x| (EMA of max|x| for activations)", {}, make_fixed},
+      {"uniform", 2, 16, 8, true, true, true, "asym: asymmetric min-max (zero point)",
+       "uniform min-max: symmetric (scale = max|x| / (2^(b-1)-1)) or asymmetric", {"asym"}, make_uniform},
+      {"zoomq", 2, 16, 4, true, true, true, "",
+       "ZoomQ: asymmetric min-max, levels min + a/2 + k a", {}, make_zoomq},
+      {"pact", 2, 16, 4, false, false, true, "alpha=6: initial clip",
+       "PACT learned clip, calibrated gradient (CG-PACT); unsigned activations", {"alpha"}, make_pact},
+      {"resq", 1, 8, 2, true, true, true, "",
+       "residual quantization: sum of b binary residual terms", {}, make_residual},
+      {"vecq", 1, 8, 2, true, true, false, "",
+       "VecQ: half-integer levels, lambda_b * std step, least-squares scale", {}, make_vecq},
+      {"mul2q", 1, 8, 2, true, true, false, "",
+       "muL2Q: half-integer levels c * lambda_b * std + mean", {}, make_mul2q},
+      {"clipq", 2, 8, 4, true, true, false, "",
+       "ClipQ: half-integer levels with step lambda_b * std, clipped STE", {}, make_clipq},
+      {"pot", 2, 4, 3, true, true, false, "",
+       "powers of two: sign * 2^e * a, e in [0, 2^(b-1)-1]", {}, make_pot},
+      {"esb", 2, 8, 4, true, true, false, "k=1: linear (significant fractional) bits; mean_shift=0",
+       "elastic significant bits: power-of-two binades with k linear bits", {"k", "mean_shift"}, make_esb},
+      {"apot", 2, 5, 3, true, true, true, "alpha=3 (weights) / 8 (acts): initial clip",
+       "additive powers of two with learned clip alpha", {"alpha"}, make_apot},
+      {"afp", 3, 8, 5, true, true, false, "e=2: exponent bits (mantissa = bits - 1 - e)",
+       "adaptive floating point: E exponent / M mantissa bits, range-adapted exponent bias", {"e"}, make_afp},
+  };
+  return table;
+}
+
+namespace {
+std::string names_list() {
+  std::string s;
+  for (const auto& t : scheme_table()) s += (s.empty() ? "" : ", ") + std::string(t.name);
+  return s + ", fp32";
+}
+std::string alias(const std::string& n) {
+  if (n == "ternary") return "twn";
+  if (n == "residual") return "resq";
+  if (n == "mul2q" || n == "mu-l2q" || n == "ul2q") return "mul2q";
+  return n;
+}
+}  // namespace
+
+const SchemeTraits& scheme_traits(const std::string& name) {
+  const std::string n = alias(name);
+  for (const auto& t : scheme_table())
+    if (n == t.name) return t;
+  throw std::invalid_argument("unknown quantizer scheme '" + name + "' (valid: " + names_list() + ")");
+}
+
+QuantSpec validate_spec(QuantSpec spec, Role role) {
+  if (spec.is_fp()) {
+    spec.scheme = "fp32";
+    if (spec.bits != 0 && spec.bits != 32)
+      throw std::invalid_argument("spec '" + spec.to_string() + "': fp32 takes no bitwidth");
+    spec.bits = 0;
+    return spec;
+  }
+  const auto& t = scheme_traits(spec.scheme);
+  spec.scheme = t.name;
+  if (spec.bits == 0) spec.bits = t.default_bits;
+  if (role == Role::Weight && !t.weight_ok)
+    throw std::invalid_argument("scheme '" + spec.scheme + "' cannot quantize weights (activations only)");
+  if (role == Role::Activation && !t.act_ok)
+    throw std::invalid_argument("scheme '" + spec.scheme + "' has no activation variant");
+  if (spec.bits < t.min_bits || spec.bits > t.max_bits) {
+    std::ostringstream os;
+    os << "spec '" << spec.to_string() << "': " << spec.bits << " bits out of range for '" << t.name
+       << "' (valid: " << t.min_bits;
+    if (t.max_bits != t.min_bits) os << ".." << t.max_bits;
+    os << ")";
+    throw std::invalid_argument(os.str());
+  }
+  for (const auto& [k, v] : spec.params) {
+    bool ok = std::find(common_param_keys().begin(), common_param_keys().end(), k) != common_param_keys().end() ||
+              std::find(t.param_keys.begin(), t.param_keys.end(), k) != t.param_keys.end();
+    if (!ok) {
+      std::string valid;
+      for (const auto& c : t.param_keys) valid += c + ", ";
+      for (const auto& c : common_param_keys()) valid += c + ", ";
+      valid.resize(valid.size() - 2);
+      throw std::invalid_argument("spec '" + spec.to_string() + "': unknown parameter '" + k + "' for '" +
+                                  t.name + "' (valid: " + valid + ")");
+    }
+  }
+  return spec;
+}
+
+QuantizerPtr make_quantizer(const QuantSpec& spec, Role role) {
+  QuantSpec s = validate_spec(spec, role);
+  if (s.is_fp()) return nullptr;
+  return scheme_traits(s.scheme).make(s, role);  // constructors check scheme-specific parameter values
+}
+
+QuantizerPtr make_quantizer(const std::string& spec, Role role) {
+  return make_quantizer(QuantSpec::parse(spec), role);
+}
+
+std::vector<int> valid_bits(const QuantSpec& spec, Role role) {
+  std::vector<int> out;
+  if (spec.is_fp()) return out;
+  const auto& t = scheme_traits(spec.scheme);
+  for (int b = t.min_bits; b <= t.max_bits; ++b) {
+    QuantSpec s = spec;
+    s.bits = b;
+    try {
+      make_quantizer(s, role);  // schemes reject combinations (e.g. esb k >= bits - 1)
+      out.push_back(b);
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
+
+StorageCost storage_cost(const QuantSpec& spec, at::IntArrayRef shape, Role role) {
+  if (spec.is_fp()) {
+    StorageCost c;
+    c.numel = c10::multiply_integers(shape);
+    c.code_bits = 32;
+    return c;
+  }
+  return make_quantizer(spec, role)->storage(shape);
+}
+
+}  // namespace autoqnn::quant

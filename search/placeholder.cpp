@@ -1,0 +1,1 @@
+// search library: supernet, QSS, QPL (see issues 5 and 6)
