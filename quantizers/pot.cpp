@@ -1,10 +1,95 @@
-// TODO(quantizers): implement this scheme. Placeholder so the library links while it is written.
+// PoT: powers of two as in the reference (AutoQNN-pytorch).
+//   a = lambda_b * std(W) + 1e-7, lambda = 1, .9, .4, .03 for b = 1..4   (per tensor or per channel)
+//   e = clip(round(log2|W / a|), 0, 2^(b-1) - 1),  out = sign(W) * 2^e * a
+// Levels: +-a {1, 2, 4, .., 2^(2^(b-1)-1)} -- 2^b values, no zero (W = 0 maps to +a). Rounding to the
+// nearest level in the log domain (boundaries at the geometric midpoints 2^(e + 1/2)), done by
+// bucketize. STE backward (gradient 1 for W; grad=pwl_c clips to the level range).
+// Constant tensors (std = 0) use |mean| in place of std so the level set still brackets the value.
+#include <cmath>
 #include <stdexcept>
 
+#include "quantizers/pow2.h"
 #include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
-QuantizerPtr make_pot(const QuantSpec& spec, Role) {
-  throw std::logic_error("scheme '" + spec.scheme + "' is not implemented yet");
+namespace {
+
+double pot_lambda(int bits) {
+  static const double t[4] = {1.0, 0.9, 0.4, 0.03};
+  return t[bits - 1];
 }
+
+class PotQuantizer final : public pow2::Pow2Quantizer {
+ public:
+  PotQuantizer(QuantSpec spec, Role role) : Pow2Quantizer(std::move(spec), role) { check_bits(spec_.bits); }
+
+  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
+    Parts p = run(x, bits, false);
+    return finish(x, p.xn, p.qn, p.scale, torch::Tensor(), p.t.lo, p.t.hi);
+  }
+
+  Encoded encode(const torch::Tensor& x) override {
+    torch::NoGradGuard ng;
+    Parts p = run(x, bits(), true);
+    Encoded e;
+    e.codes = p.codes;
+    e.code_bits = bits();
+    e.table = p.t.levels;
+    e.scale = p.scale;
+    e.axis = axis_;
+    return e;
+  }
+
+  StorageCost storage(at::IntArrayRef shape) const override {
+    StorageCost c;
+    c.numel = c10::multiply_integers(shape);
+    c.code_bits = bits();
+    c.aux_floats = (int64_t(1) << bits()) + num_channels(shape);
+    return c;
+  }
+
+ private:
+  struct Parts {
+    torch::Tensor xn, qn, codes, scale;
+    pow2::LevelTable t;
+  };
+
+  void check_bits(int bits) const {
+    if (bits < 1 || bits > 4)
+      throw std::invalid_argument(prefix() + "pot supports 1..4 bits, got " + std::to_string(bits));
+  }
+
+  static std::vector<double> levels_for(int bits) {
+    const int max_exp = (1 << (bits - 1)) - 1;
+    std::vector<double> m;
+    for (int e = 0; e <= max_exp; ++e) m.push_back(std::ldexp(1.0, e));
+    return pow2::signed_levels(m);
+  }
+
+  Parts run(const torch::Tensor& x, int bits, bool want_codes) {
+    check_bits(bits);
+    Parts p;
+    {
+      torch::NoGradGuard ng;
+      auto sm = data_std_mean(x);
+      check_finite(sm.first, "std");
+      auto sigma = torch::where(sm.first > 0, sm.first, sm.second.abs());
+      p.scale = sigma * pot_lambda(bits) + 1e-7;
+    }
+    p.xn = x / bcast(p.scale, x);
+    p.t = cache_.get(bits, x, [&] { return pow2::make_table(levels_for(bits), /*geometric=*/true); });
+    torch::NoGradGuard ng;
+    auto codes = pow2::nearest_codes(p.xn, p.t);
+    p.qn = pow2::gather_levels(p.t, codes);
+    if (want_codes) p.codes = codes;
+    return p;
+  }
+
+  pow2::TableCache cache_;
+};
+
+}  // namespace
+
+QuantizerPtr make_pot(const QuantSpec& spec, Role role) { return std::make_shared<PotQuantizer>(spec, role); }
+
 }  // namespace autoqnn::quant

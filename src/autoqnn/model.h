@@ -35,7 +35,8 @@ struct ModelInfo {
 };
 // Names accepted by make_model, with one-line descriptions.
 const std::vector<ModelInfo>& model_zoo();
-// Throws std::invalid_argument listing the valid names for an unknown one.
+// Throws std::invalid_argument listing the valid names for an unknown one (or for a config the model
+// cannot take). Zoo: lenet5, resnet8/14/20/32/56, vgg7, mobilenetv2 (see docs/models.md).
 ModelPtr make_model(const std::string& name, const ModelConfig& cfg = {});
 
 // Per quantizable layer facts, measured by one forward pass on a [1, C, H, W] input.
@@ -49,9 +50,15 @@ struct LayerProfile {
   std::vector<int64_t> output_shape;
   int64_t input_numel = 0;             // activation elements entering the layer (per image)
 };
+// Runs one forward in eval mode under NoGradGuard on zeros [1, C, H, W] with record_shapes on; restores
+// record_shapes = false and every module's training flag afterwards (also when forward throws).
+// macs: conv out_h*out_w*out_ch*(in_ch/groups)*kh*kw; linear in*out (per output row).
 std::vector<LayerProfile> profile_model(Model& model);
-// A stable hash of the layer names and weight shapes: "sha:<16 hex>" (policy <-> model check).
+// A stable hash of the quant layers' names and weight shapes, "fnv1a64:<16 lower-case hex>": FNV-1a 64
+// over the concatenation of "name:d0xd1x...;" per layer in quant_layers() order, e.g.
+// "conv1:6x1x5x5;conv2:16x6x5x5;fc1:120x400;..." (policy <-> model check; not a cryptographic hash).
 std::string model_fingerprint(Model& model);
+// All parameters (recursively; includes learned quantizer parameters when quantizer slots are set).
 int64_t count_parameters(torch::nn::Module& m);
 
 }  // namespace autoqnn

@@ -1,0 +1,275 @@
+// Shared machinery of the "affine" schemes (binary, twn, fixed, uniform, zoomq, pact, resq, vecq, mul2q, clipq).
+//
+// Internal header (not part of the public contract). Every scheme computes   out = qn * s + off   per tensor
+// or per channel. The statistics (s, off, clip range) are small [C] vectors computed once per call; the
+// element-wise work runs either
+//   * in a fused CPU loop (float32, contiguous input): one read of x, one write of out (+ a 1-byte mask for
+//     PWL_C), and a backward that is the identity (STE / PWL) or one masked copy (PWL_C); or
+//   * as a composite of tensor ops (CUDA, other dtypes, non-contiguous input, PWL mixing with r > 0).
+// Both paths compute qn with the same IEEE operations, so they agree; encode() always takes the same path as
+// forward() for the same input, so encode().dequantize() reproduces the eval forward bit for bit.
+//
+// Backward rule (all schemes): the rule of Quantizer::ste() applied in input units with detached statistics:
+//   STE / PWL: d out / d x = 1;   PWL_C: d out / d x = 1 for x in [xlo, xhi] (the level range), else 0;
+//   PWL (r > 0, training only): forward value q + r (x_c - q), gradient as above.
+#pragma once
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "quantizers/quantizer.h"
+
+namespace autoqnn::quant {
+namespace detail {
+
+// Fused CPU kernels on (default) / off. Tests and the benchmark compare both paths.
+void set_fused_kernels(bool on);
+bool fused_kernels();
+
+// A tensor seen as [outer, C, inner] around the channel axis (per tensor: outer = C = 1).
+struct Layout {
+  int64_t outer = 1, C = 1, inner = 1;
+  int64_t numel() const { return outer * C * inner; }
+};
+Layout layout_of(at::IntArrayRef shape, int64_t axis);
+// CPU, float32, contiguous, non-empty and fused kernels enabled.
+bool fusable(const torch::Tensor& x);
+// Dimensions reduced by a per-channel statistic (all but `axis`).
+std::vector<int64_t> reduce_dims(int64_t dim, int64_t axis);
+
+// Round half to even for |v| < 2^22 (the default FP rounding mode), vectorisable with plain SSE2.
+// Identical to std::nearbyint / torch::round there; callers clamp first.
+inline float rne(float v) {
+#ifdef __FAST_MATH__
+  return std::nearbyint(v);  // the magic-number trick below is folded away under -ffast-math
+#else
+  const float M = 12582912.0f;  // 1.5 * 2^23
+  return (v + M) - M;
+#endif
+}
+inline float clampf(float v, float lo, float hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+// f(c, begin, end) on contiguous index ranges that share channel c, in parallel.
+template <class F>
+void for_each_run(const Layout& L, const F& f, int64_t grain = 32768) {
+  const int64_t N = L.numel();
+  at::parallel_for(0, N, grain, [&](int64_t b, int64_t e) {
+    int64_t i = b;
+    while (i < e) {
+      const int64_t blk = i / L.inner;
+      const int64_t c = blk % L.C;
+      const int64_t stop = std::min(e, (blk + 1) * L.inner);
+      f(c, i, stop);
+      i = stop;
+    }
+  });
+}
+
+// Per-channel sums of K terms: g(c) returns a callable (float v, float* t) writing K terms for element v.
+// Deterministic (fixed chunking, independent of the thread count); float lanes, double totals.
+template <int K, class G>
+std::vector<double> reduce_runs(const float* x, const Layout& L, const G& g) {
+  const int64_t N = L.numel();
+  const int64_t chunk = std::max<int64_t>(32768, (N + 63) / 64);
+  const int64_t nchunks = std::max<int64_t>(1, (N + chunk - 1) / chunk);
+  std::vector<double> part(static_cast<size_t>(nchunks * L.C * K), 0.0);
+  at::parallel_for(0, nchunks, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t k = cb; k < ce; ++k) {
+      double* acc = part.data() + k * L.C * K;
+      const int64_t b = k * chunk, e = std::min(N, b + chunk);
+      int64_t i = b;
+      while (i < e) {
+        const int64_t blk = i / L.inner;
+        const int64_t c = blk % L.C;
+        const int64_t stop = std::min(e, (blk + 1) * L.inner);
+        auto term = g(c);
+        double dsum[K] = {};
+        for (int64_t j = i; j < stop;) {
+          const int64_t je = std::min(stop, j + 1024);
+          float lane[K][8] = {};
+          int64_t n8 = j + (je - j) / 8 * 8;
+          for (; j < n8; j += 8)
+            for (int l = 0; l < 8; ++l) {
+              float t[K];
+              term(x[j + l], t);
+              for (int q = 0; q < K; ++q) lane[q][l] += t[q];
+            }
+          for (; j < je; ++j) {
+            float t[K];
+            term(x[j], t);
+            for (int q = 0; q < K; ++q) lane[q][0] += t[q];
+          }
+          for (int q = 0; q < K; ++q)
+            for (int l = 0; l < 8; ++l) dsum[q] += lane[q][l];
+        }
+        for (int q = 0; q < K; ++q) acc[c * K + q] += dsum[q];
+        i = stop;
+      }
+    }
+  });
+  std::vector<double> out(static_cast<size_t>(L.C * K), 0.0);
+  for (int64_t k = 0; k < nchunks; ++k)
+    for (int64_t j = 0; j < L.C * K; ++j) out[j] += part[k * L.C * K + j];
+  return out;
+}
+
+// Where the target has fast FMA, a compiler may contract q * s + off into one fma (GCC does by default in
+// GNU mode), which would break bit-exactness with Encoded::dequantize (two roundings). There the offset is
+// added by a separate tensor op.
+#if defined(__FP_FAST_FMAF) || defined(__FP_FAST_FMA)
+constexpr bool kFuseOffset = false;
+#else
+constexpr bool kFuseOffset = true;
+#endif
+
+// out[i] = q_c(x[i]) * s[c] (+ off[c]);  mask[i] = xlo[c] <= x[i] <= xhi[c] (when mask != nullptr).
+// qf(c) returns the per-channel level function float -> float (normalised level qn).
+template <class QF>
+void map_fq(const Layout& L, const float* x, float* out, bool* mask, const QF& qf, const float* s,
+            const float* off, const float* xlo, const float* xhi) {
+  for_each_run(L, [&](int64_t c, int64_t b, int64_t e) {
+    auto q = qf(c);
+    const float sc = s[c];
+    if (off && kFuseOffset) {
+      const float oc = off[c];
+      for (int64_t i = b; i < e; ++i) out[i] = q(x[i]) * sc + oc;
+    } else {
+      for (int64_t i = b; i < e; ++i) out[i] = q(x[i]) * sc;
+    }
+    if (mask) {
+      const float lo = xlo[c], hi = xhi[c];
+      for (int64_t i = b; i < e; ++i) mask[i] = (x[i] >= lo) & (x[i] <= hi);
+    }
+  });
+}
+// qn[i] = q_c(x[i]).
+template <class QF>
+void map_qn(const Layout& L, const float* x, float* qn, const QF& qf) {
+  for_each_run(L, [&](int64_t c, int64_t b, int64_t e) {
+    auto q = qf(c);
+    for (int64_t i = b; i < e; ++i) qn[i] = q(x[i]);
+  });
+}
+
+// g where mask, else 0 (fused on CPU).
+torch::Tensor masked_grad(const torch::Tensor& g, const torch::Tensor& mask);
+
+// Autograd node: forward value = compute() exactly; backward passes the gradient to x, masked where a mask
+// was produced. compute() returns {value, mask-or-undefined}.
+using ValueAndMask = std::pair<torch::Tensor, torch::Tensor>;
+torch::Tensor straight_through(const torch::Tensor& x, const std::function<ValueAndMask()>& compute);
+
+// Contiguous host copy of a [] / [C] float statistic.
+std::vector<float> to_host(const torch::Tensor& t);
+// [] (C == 1 and per tensor) or [C] float32 tensor on `like`'s device from host values.
+torch::Tensor from_host(const std::vector<float>& v, bool per_channel, const torch::Tensor& like);
+
+}  // namespace detail
+
+// Base class of the schemes in this family: bit checks, statistic helpers, the fused / composite
+// fake-quantisation with the backward rule, affine encoding.
+class SchemeQuantizer : public Quantizer {
+ public:
+  SchemeQuantizer(QuantSpec spec, Role role);
+
+ protected:
+  // Dequantisation data of one call (host vectors of size C; tensors [] or [C] on x's device).
+  struct Plan {
+    int64_t C = 1;
+    std::vector<float> s, off, xlo, xhi;  // off empty = no offset
+    torch::Tensor s_t, off_t, xlo_t, xhi_t;
+  };
+  // Builds the tensors of a plan whose host vectors are filled (xlo/xhi default: the level range lo..hi).
+  void finish_plan(Plan& p, const torch::Tensor& x) const;
+  void set_range(Plan& p, double lo, double hi) const;  // xlo/xhi = lo*s+off, hi*s+off (float)
+
+  // Throws std::invalid_argument when bits is outside the scheme's range.
+  void check_bits(int bits) const;
+  bool per_channel() const { return axis_ >= 0; }
+  int64_t channels_of(const torch::Tensor& x) const { return num_channels(x.sizes()); }
+  int64_t count_per_channel(const torch::Tensor& x) const { return x.numel() / std::max<int64_t>(1, channels_of(x)); }
+
+  // Detached statistics ([] or [C] on x's device); NaN/inf -> std::domain_error via check_finite.
+  torch::Tensor stat_max_abs(const torch::Tensor& x) const;
+  std::pair<torch::Tensor, torch::Tensor> stat_min_max(const torch::Tensor& x) const;
+  torch::Tensor stat_mean_abs(const torch::Tensor& x) const;
+  std::pair<torch::Tensor, torch::Tensor> stat_std_mean(const torch::Tensor& x) const;  // unbiased when n > 1
+
+  // Activation role: EMA through Quantizer::running (buffer resized when the statistic's shape changes,
+  // e.g. per-channel activations); weight role: the batch value.
+  torch::Tensor track(const std::string& name, const torch::Tensor& batch);
+
+  // Fake quantisation with the backward rule. qf: per-channel level functor for the fused path (see
+  // detail::map_fq); qc: composite qn(x) from tensor ops (x detached), identical arithmetic.
+  template <class QF, class QC>
+  torch::Tensor fake_quant(const torch::Tensor& x, const Plan& p, const QF& qf, const QC& qc);
+  // qn(x) by the same path fake_quant would take.
+  template <class QF, class QC>
+  torch::Tensor levels_of(const torch::Tensor& x, const QF& qf, const QC& qc) const;
+  // Encoded from qn on the affine grid qn = code + grid_base.
+  Encoded encode_grid(const torch::Tensor& qn, const Plan& p, int code_bits, double grid_base) const;
+  // Encoded of an empty tensor (numel 0) with the aux sizes storage() counts.
+  Encoded encode_empty(const torch::Tensor& x, int code_bits, double grid_base, bool offset) const;
+
+  // Composite rule (ste() in input units with an inclusive clip).
+  torch::Tensor composite_ste(const torch::Tensor& x, const torch::Tensor& val, const Plan& p) const;
+
+  // Puts the module in eval mode for its lifetime (encode() reproduces the eval-mode forward).
+  struct EvalScope {
+    explicit EvalScope(torch::nn::Module& m) : m_(m), was_(m.is_training()) { m_.eval(); }
+    ~EvalScope() { m_.train(was_); }
+    torch::nn::Module& m_;
+    bool was_;
+  };
+};
+
+template <class QF, class QC>
+torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p, const QF& qf, const QC& qc) {
+  const bool need_grad = x.requires_grad() && torch::GradMode::is_enabled();
+  const bool pwl_mix = backward_ != Backward::STE && grad_ratio_ > 0 && is_training();
+  if (detail::fusable(x) && !pwl_mix) {
+    auto compute = [&]() -> detail::ValueAndMask {
+      const auto L = detail::layout_of(x.sizes(), axis_);
+      const auto xd = x.detach();
+      auto out = torch::empty_like(xd, at::MemoryFormat::Contiguous);
+      torch::Tensor mask;
+      if (need_grad && backward_ == Backward::PWL_C) mask = torch::empty(xd.sizes(), xd.options().dtype(torch::kBool));
+      detail::map_fq(L, xd.data_ptr<float>(), out.data_ptr<float>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
+                     qf, p.s.data(), p.off.empty() ? nullptr : p.off.data(), p.xlo.data(), p.xhi.data());
+      if (!p.off.empty() && !detail::kFuseOffset) out.add_(bcast(p.off_t, out));
+      return {out, mask};
+    };
+    if (!need_grad) return compute().first;
+    return detail::straight_through(x, compute);
+  }
+  torch::Tensor val;
+  {
+    torch::NoGradGuard ng;
+    val = qc(x.detach()) * bcast(p.s_t, x);
+    if (p.off_t.defined()) val = val + bcast(p.off_t, x);
+  }
+  if (!need_grad) return val;
+  return composite_ste(x, val, p);
+}
+
+template <class QF, class QC>
+torch::Tensor SchemeQuantizer::levels_of(const torch::Tensor& x, const QF& qf, const QC& qc) const {
+  torch::NoGradGuard ng;
+  if (detail::fusable(x)) {
+    auto qn = torch::empty_like(x, at::MemoryFormat::Contiguous);
+    detail::map_qn(detail::layout_of(x.sizes(), axis_), x.data_ptr<float>(), qn.data_ptr<float>(), qf);
+    return qn;
+  }
+  return qc(x.detach());
+}
+
+}  // namespace autoqnn::quant

@@ -1,0 +1,118 @@
+#include "autoqnn/checkpoint.h"
+
+#include <fstream>
+
+#include "autoqnn/runtime.h"
+
+namespace autoqnn {
+
+namespace {
+const char* kMetaKey = "__autoqnn_meta__";
+
+torch::serialize::InputArchive open_archive(const std::string& path) {
+  if (!file_exists(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist");
+  torch::serialize::InputArchive ar;
+  try {
+    ar.load_from(path);
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("checkpoint '" + path + "' is corrupt or not a LibTorch archive (" +
+                             std::string(e.what_without_backtrace()).substr(0, 200) + ")");
+  }
+  return ar;
+}
+}  // namespace
+
+nlohmann::json CheckpointMeta::to_json() const {
+  nlohmann::json j;
+  j["format"] = "autoqnn-checkpoint";
+  j["format_version"] = 1;
+  j["kind"] = kind;
+  j["model"] = model;
+  j["config"] = {{"in_channels", config.in_channels}, {"image_size", config.image_size},
+                 {"num_classes", config.num_classes}};
+  j["dataset"] = dataset;
+  j["policy"] = policy;
+  j["epoch"] = epoch;
+  j["extra"] = extra;
+  j["version"] = AUTOQNN_VERSION;
+  return j;
+}
+
+CheckpointMeta CheckpointMeta::from_json(const nlohmann::json& j, const std::string& path) {
+  CheckpointMeta m;
+  try {
+    if (j.value("format", "") != "autoqnn-checkpoint")
+      throw std::runtime_error("missing format tag");
+    m.kind = j.at("kind").get<std::string>();
+    m.model = j.at("model").get<std::string>();
+    const auto& c = j.at("config");
+    m.config.in_channels = c.at("in_channels").get<int64_t>();
+    m.config.image_size = c.at("image_size").get<int64_t>();
+    m.config.num_classes = c.at("num_classes").get<int64_t>();
+    m.dataset = j.value("dataset", "");
+    m.policy = j.value("policy", nlohmann::json());
+    m.epoch = j.value("epoch", int64_t{0});
+    m.extra = j.value("extra", nlohmann::json());
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "': bad metadata (" + e.what() + ")");
+  }
+  return m;
+}
+
+void save_checkpoint(const std::string& path, torch::nn::Module& model, const CheckpointMeta& meta,
+                     torch::optim::Optimizer* optimizer) {
+  torch::serialize::OutputArchive ar;
+  for (const auto& p : model.named_parameters(true)) ar.write(p.key(), p.value().detach().cpu(), false);
+  for (const auto& b : model.named_buffers(true)) ar.write(b.key(), b.value().detach().cpu(), true);
+  ar.write(kMetaKey, c10::IValue(meta.to_json().dump()));
+  if (optimizer) {
+    torch::serialize::OutputArchive opt;
+    optimizer->save(opt);
+    ar.write("__optimizer__", opt);
+  }
+  atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& path) {
+  auto ar = open_archive(path);
+  c10::IValue v;
+  if (!ar.try_read(kMetaKey, v) || !v.isString())
+    throw std::runtime_error("checkpoint '" + path + "' has no AutoQNN metadata (not written by autoqnn?)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(v.toStringRef());
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "': metadata is not valid JSON (" + e.what() + ")");
+  }
+  return CheckpointMeta::from_json(j, path);
+}
+
+void load_checkpoint_weights(const std::string& path, torch::nn::Module& model) {
+  auto ar = open_archive(path);
+  torch::NoGradGuard ng;
+  auto copy = [&](const std::string& key, torch::Tensor& dst, bool is_buffer) {
+    torch::Tensor src;
+    if (!ar.try_read(key, src, is_buffer))
+      throw std::runtime_error("checkpoint '" + path + "' lacks '" + key +
+                               "' (a checkpoint of another model, or saved without this policy?)");
+    if (src.sizes() != dst.sizes()) {
+      std::ostringstream os;
+      os << "checkpoint '" << path << "': '" << key << "' has shape " << src.sizes() << ", the model expects "
+         << dst.sizes() << " (a checkpoint of another model?)";
+      throw std::runtime_error(os.str());
+    }
+    dst.copy_(src.to(dst.device(), dst.scalar_type()));
+  };
+  for (auto& p : model.named_parameters(true)) copy(p.key(), p.value(), false);
+  for (auto& b : model.named_buffers(true)) copy(b.key(), b.value(), true);
+}
+
+bool load_checkpoint_optimizer(const std::string& path, torch::optim::Optimizer& optimizer) {
+  auto ar = open_archive(path);
+  torch::serialize::InputArchive opt;
+  if (!ar.try_read("__optimizer__", opt)) return false;
+  optimizer.load(opt);
+  return true;
+}
+
+}  // namespace autoqnn

@@ -1,0 +1,59 @@
+#include "autoqnn/model_io.h"
+
+#include "autoqnn/runtime.h"
+
+namespace autoqnn {
+
+LoadedModel load_model(const std::string& checkpoint, const std::string& model_name, const ModelConfig& cfg,
+                       const std::string& policy_path) {
+  LoadedModel out;
+  out.meta = read_checkpoint_meta(checkpoint);
+  const auto& m = out.meta;
+  if (!model_name.empty() && m.model != model_name)
+    throw std::runtime_error("checkpoint '" + checkpoint + "' holds model '" + m.model + "', not '" + model_name +
+                             "' (pass --model " + m.model + ")");
+  if (m.config.in_channels != cfg.in_channels || m.config.image_size != cfg.image_size ||
+      m.config.num_classes != cfg.num_classes)
+    throw std::runtime_error("checkpoint '" + checkpoint + "' was trained on " + std::to_string(m.config.in_channels) +
+                             "x" + std::to_string(m.config.image_size) + " inputs (" +
+                             (m.dataset.empty() ? "?" : m.dataset) + "), the dataset gives " +
+                             std::to_string(cfg.in_channels) + "x" + std::to_string(cfg.image_size) +
+                             " (pass the matching --dataset)");
+  out.model = make_model(m.model, m.config);
+
+  const bool ckpt_has_policy = !m.policy.is_null();
+  if (!policy_path.empty()) {
+    out.policy = load_policy(policy_path);
+    out.has_policy = true;
+  } else if (ckpt_has_policy) {
+    out.policy = Policy::from_json(m.policy, checkpoint + " (recorded policy)");
+    out.has_policy = true;
+  }
+  if (out.has_policy) check_policy(out.policy, *out.model);
+
+  if (ckpt_has_policy) {
+    // Quantized checkpoint: its module tree includes the quantizers of the recorded policy.
+    Policy recorded = Policy::from_json(m.policy, checkpoint + " (recorded policy)");
+    apply_policy(*out.model, recorded);
+    load_checkpoint_weights(checkpoint, *out.model);
+    auto same_specs = [](const Policy& a, const Policy& b) {
+      if (a.layers.size() != b.layers.size()) return false;
+      for (size_t i = 0; i < a.layers.size(); ++i)
+        if (a.layers[i].name != b.layers[i].name || a.layers[i].weight != b.layers[i].weight ||
+            a.layers[i].act != b.layers[i].act)
+          return false;
+      return true;
+    };
+    if (!policy_path.empty() && !same_specs(recorded, out.policy)) {
+      log_warn("policy '" + policy_path + "' differs from the one recorded in '" + checkpoint +
+               "': installing the given policy (learned quantizer parameters are re-initialised)");
+      apply_policy(*out.model, out.policy);
+    }
+  } else {
+    load_checkpoint_weights(checkpoint, *out.model);
+    if (out.has_policy) apply_policy(*out.model, out.policy);
+  }
+  return out;
+}
+
+}  // namespace autoqnn

@@ -1,0 +1,54 @@
+// The thin CLI: each verb lives in its own cmd_*.cpp and registers itself; common flags are shared.
+#pragma once
+#include <boost/program_options.hpp>
+#include <string>
+#include <vector>
+
+#include "autoqnn/data.h"
+#include "autoqnn/model.h"
+
+namespace autoqnn::cli {
+
+namespace po = boost::program_options;
+
+// Usage error (bad/unknown option, missing required flag): exit code 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using VerbFn = int (*)(const std::vector<std::string>& args);
+struct Verb {
+  std::string name, summary;
+  VerbFn run;
+};
+std::vector<Verb>& verbs();
+struct VerbRegistrar {
+  VerbRegistrar(const char* name, const char* summary, VerbFn fn) { verbs().push_back({name, summary, fn}); }
+};
+#define AUTOQNN_VERB(name, summary, fn) static ::autoqnn::cli::VerbRegistrar _autoqnn_verb_##fn(name, summary, fn)
+
+// The flags shared by every verb that reads data.
+struct CommonOptions {
+  std::string model = "lenet5";
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;
+  int64_t train_limit = 0;
+  int64_t test_limit = 0;
+  int64_t batch_size = 128;
+  uint64_t seed = 1;
+  int threads = 0;
+  std::string device = "cpu";
+  DataOptions data_options() const;
+  ModelConfig model_config() const;  // from the dataset's image shape
+};
+void add_common_options(po::options_description& desc, CommonOptions& c, bool with_model = true);
+// Applies --threads, --seed, checks --device; returns the device. Logs the set-up to stderr.
+torch::Device setup_runtime(const CommonOptions& c);
+
+// Parses `args` into `vm`. Returns false when --help was given (help already printed to stdout).
+// Unknown options, bad values, missing required options -> UsageError naming the option.
+bool parse(const std::string& verb, const std::string& synopsis, po::options_description& desc,
+           const std::vector<std::string>& args, po::variables_map& vm,
+           const po::positional_options_description* positional = nullptr);
+
+}  // namespace autoqnn::cli

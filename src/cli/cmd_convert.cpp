@@ -1,0 +1,74 @@
+// autoqnn convert: FP32 checkpoint + policy -> quantized checkpoint (quantizers installed and calibrated).
+#include <iostream>
+
+#include "autoqnn/convert.h"
+#include "autoqnn/model_io.h"
+#include "autoqnn/runtime.h"
+#include "cli.h"
+
+namespace autoqnn::cli {
+
+namespace {
+
+int run_convert(const std::vector<std::string>& args) {
+  CommonOptions c;
+  std::string ckpt, policy_path, out;
+  int64_t calib = 8;
+  po::options_description desc("convert options");
+  add_common_options(desc, c);
+  desc.add_options()
+    ("checkpoint", po::value(&ckpt)->required(), "FP32 checkpoint (autoqnn train)")
+    ("policy", po::value(&policy_path)->required(), "quantization policy JSON")
+    ("calib-batches", po::value(&calib)->default_value(calib),
+     "training mini-batches used to calibrate data-dependent quantizer state (0 = weights only)")
+    ("out", po::value(&out)->required(), "quantized checkpoint to write (atomically)");
+  po::variables_map vm;
+  if (!parse("convert", "--model NAME --checkpoint FP.pt --policy P.json --out Q.pt [--calib-batches N]", desc, args,
+             vm))
+    return 0;
+  if (calib < 0) throw UsageError("--calib-batches must be >= 0");
+  auto device = setup_runtime(c);
+
+  auto meta = read_checkpoint_meta(ckpt);
+  if (!meta.policy.is_null())
+    throw std::runtime_error("checkpoint '" + ckpt + "' is already quantized (kind '" + meta.kind +
+                             "'); convert takes an FP32 checkpoint (use `autoqnn finetune` to continue training)");
+  std::string expect = vm["model"].defaulted() ? "" : c.model;
+  auto loaded = load_model(ckpt, expect, c.model_config(), policy_path);  // FP32 weights, then the policy
+  Model& model = *loaded.model;
+  model.to(device);
+
+  CalibOptions co;
+  co.batches = calib;
+  co.batch_size = c.batch_size;
+  co.seed = c.seed;
+  co.device = device;
+  CalibStats st;
+  if (calib > 0) {
+    auto splits = load_splits(c.data_options());
+    st = calibrate_model(model, splits.full_train, co);
+  } else {
+    st = calibrate_model(model, TensorDataset{}, co);
+  }
+  log_info("calibrated " + std::to_string(st.weight_quantizers) + " weight / " + std::to_string(st.act_quantizers) +
+           " activation quantizers on " + std::to_string(st.images) + " images (" + std::to_string(st.batches) +
+           " batches)");
+
+  CheckpointMeta qm = quantized_meta(model, loaded.policy, c.dataset, 0);
+  qm.extra = {{"converted_from", ckpt},
+              {"policy_file", policy_path},
+              {"calib_batches", st.batches},
+              {"calib_images", st.images},
+              {"seed", c.seed}};
+  save_checkpoint(out, model, qm);
+  std::cout << "wrote " << out << ": " << meta.model << " quantized with " << policy_path << " ("
+            << loaded.policy.totals.weight_bytes << " weight bytes, " << loaded.policy.totals.avg_weight_bits
+            << " bits/weight)\n";
+  return 0;
+}
+
+}  // namespace
+
+AUTOQNN_VERB("convert", "install a policy's quantizers into an FP32 checkpoint and calibrate them", run_convert);
+
+}  // namespace autoqnn::cli

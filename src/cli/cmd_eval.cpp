@@ -1,0 +1,58 @@
+// autoqnn eval: top-1 / loss of a checkpoint on the test set, FP32 or quantized (--policy).
+#include <iostream>
+
+#include "autoqnn/model_io.h"
+#include "autoqnn/runtime.h"
+#include "autoqnn/trainer.h"
+#include "cli.h"
+
+namespace autoqnn::cli {
+
+static int run_eval(const std::vector<std::string>& args) {
+  CommonOptions c;
+  std::string ckpt, policy;
+  bool json = false;
+  po::options_description desc("eval options");
+  add_common_options(desc, c);
+  desc.add_options()
+    ("checkpoint", po::value(&ckpt)->required(), "checkpoint to evaluate")
+    ("policy", po::value(&policy), "quantization policy JSON (default: the one recorded in the checkpoint)")
+    ("json", po::bool_switch(&json), "print one JSON object on stdout");
+  po::variables_map vm;
+  if (!parse("eval", "--model NAME --checkpoint CKPT [--policy P.json] [--json]", desc, args, vm)) return 0;
+  auto device = setup_runtime(c);
+  // --model defaults to lenet5; an explicit value must match the checkpoint.
+  std::string expect = vm["model"].defaulted() ? "" : c.model;
+  auto loaded = load_model(ckpt, expect, c.model_config(), policy);
+  loaded.model->to(device);
+  DataOptions d = c.data_options();
+  d.train_limit = 1;  // eval reads only the test split; keep the training set small
+  auto splits = load_splits(d);
+  auto r = evaluate(*loaded.model, splits.test, c.batch_size, device);
+  nlohmann::json j = {{"top1", r.top1}, {"loss", r.loss}, {"n", r.n}, {"model", loaded.meta.model},
+                      {"checkpoint", ckpt}};
+  if (loaded.has_policy) {
+    j["weight_bytes"] = loaded.policy.totals.weight_bytes;
+    j["avg_weight_bits"] = loaded.policy.totals.avg_weight_bits;
+    j["act_bytes"] = loaded.policy.totals.act_bytes;
+    j["bops"] = loaded.policy.totals.bops;
+  } else {
+    j["weight_bytes"] = 4 * count_parameters(*loaded.model);
+    j["avg_weight_bits"] = 32.0;
+  }
+  if (json) {
+    std::cout << j.dump() << std::endl;
+  } else {
+    std::cout << "model " << loaded.meta.model << "  top-1 " << r.top1 * 100 << " %  loss " << r.loss << "  (n=" << r.n
+              << ")";
+    if (loaded.has_policy)
+      std::cout << "  weights " << loaded.policy.totals.weight_bytes << " B, " << loaded.policy.totals.avg_weight_bits
+                << " bits avg";
+    std::cout << std::endl;
+  }
+  return 0;
+}
+
+AUTOQNN_VERB("eval", "evaluate a checkpoint (FP32 or quantized) on the test set", run_eval);
+
+}  // namespace autoqnn::cli

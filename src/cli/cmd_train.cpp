@@ -1,0 +1,113 @@
+// autoqnn train: FP32 training of a zoo model (SGD + momentum, cosine/step schedule, atomic epoch
+// checkpoints, --resume).
+#include <iostream>
+#include <sstream>
+
+#include "autoqnn/checkpoint.h"
+#include "autoqnn/runtime.h"
+#include "autoqnn/trainer.h"
+#include "cli.h"
+
+namespace autoqnn::cli {
+
+std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    try {
+      size_t pos = 0;
+      int v = std::stoi(tok, &pos);
+      if (pos != tok.size()) throw std::invalid_argument(tok);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw UsageError(flag + ": '" + tok + "' is not an integer (expected a comma-separated list)");
+    }
+  }
+  return out;
+}
+
+static int run_train(const std::vector<std::string>& args) {
+  CommonOptions c;
+  TrainOptions t;
+  std::string out, milestones;
+  bool resume = false, hflip = false;
+  int64_t crop = 0;
+  po::options_description desc("train options");
+  add_common_options(desc, c);
+  desc.add_options()
+    ("epochs", po::value(&t.epochs)->default_value(10), "training epochs")
+    ("lr", po::value(&t.lr)->default_value(0.05), "peak learning rate")
+    ("momentum", po::value(&t.momentum)->default_value(0.9), "SGD momentum")
+    ("weight-decay", po::value(&t.weight_decay)->default_value(5e-4), "weight decay (conv/linear weights)")
+    ("schedule", po::value(&t.schedule)->default_value("cosine"), "cosine | step | constant")
+    ("milestones", po::value(&milestones), "step schedule: comma-separated epochs where lr *= gamma")
+    ("gamma", po::value(&t.gamma)->default_value(0.1), "step schedule factor")
+    ("warmup-epochs", po::value(&t.warmup_epochs)->default_value(0), "linear lr warm-up epochs")
+    ("crop-padding", po::value(&crop)->default_value(0), "augmentation: random crop with this zero padding (0 = off)")
+    ("hflip", po::bool_switch(&hflip), "augmentation: random horizontal flip")
+    ("out", po::value(&out)->required(), "output checkpoint (written atomically after every epoch)")
+    ("resume", po::bool_switch(&resume), "continue from the checkpoint at --out");
+  po::variables_map vm;
+  if (!parse("train", "--model NAME --out FP.pt [options]", desc, args, vm)) return 0;
+  if (t.epochs <= 0) throw UsageError("--epochs must be positive");
+  if (t.lr <= 0) throw UsageError("--lr must be positive");
+  if (crop < 0) throw UsageError("--crop-padding must be >= 0");
+  if (!milestones.empty()) t.milestones = parse_int_list(milestones, "--milestones");
+  t.augment.crop_padding = crop;
+  t.augment.hflip = hflip;
+  t.batch_size = c.batch_size;
+  t.seed = c.seed;
+  t.device = setup_runtime(c);
+  schedule_lr(t, 0, 0);  // bad --schedule is an error before loading data
+
+  auto model = make_model(c.model, c.model_config());
+  auto splits = load_splits(c.data_options());
+  log_info("model " + c.model + " (" + std::to_string(count_parameters(*model)) + " parameters), " +
+           std::to_string(splits.full_train.size()) + " training images");
+
+  CheckpointMeta meta;
+  meta.kind = "fp32";
+  meta.model = c.model;
+  meta.config = c.model_config();
+  meta.dataset = c.dataset;
+  nlohmann::json history = nlohmann::json::array();
+  int start_epoch = 0;
+  if (resume) {
+    if (!file_exists(out)) throw std::runtime_error("--resume: checkpoint '" + out + "' does not exist");
+    auto old = read_checkpoint_meta(out);
+    if (old.model != c.model) throw std::runtime_error("--resume: '" + out + "' holds model '" + old.model + "'");
+    load_checkpoint_weights(out, *model);
+    start_epoch = static_cast<int>(old.epoch);
+    if (old.extra.contains("history")) history = old.extra["history"];
+    log_info("resuming from epoch " + std::to_string(start_epoch));
+    if (start_epoch >= t.epochs) log_info("nothing to do: already trained " + std::to_string(start_epoch) + " epochs");
+  }
+  nlohmann::json recipe = {{"epochs", t.epochs}, {"lr", t.lr}, {"momentum", t.momentum},
+                           {"weight_decay", t.weight_decay}, {"schedule", t.schedule},
+                           {"batch_size", t.batch_size}, {"seed", t.seed}, {"crop_padding", crop},
+                           {"hflip", hflip}, {"train_limit", c.train_limit}};
+  t.label = "train " + c.model;
+  train_model(
+      *model, splits.full_train, nullptr, t, start_epoch,
+      [&](int epoch, const EpochStats& st, torch::optim::Optimizer& optim) {
+        history.push_back({{"epoch", epoch}, {"loss", st.train_loss}, {"top1", st.train_top1},
+                           {"seconds", st.seconds}, {"images_per_s", st.images_per_s}});
+        meta.epoch = epoch;
+        meta.extra = {{"recipe", recipe}, {"history", history}};
+        save_checkpoint(out, *model, meta, &optim);
+      },
+      [&](torch::optim::Optimizer& optim) {
+        if (resume && start_epoch > 0 && !load_checkpoint_optimizer(out, optim))
+          log_warn("no optimizer state in '" + out + "': momentum restarts");
+      });
+  auto r = evaluate(*model, splits.test, 512, t.device);
+  std::ostringstream os;
+  os << "test top-1 " << r.top1 << " loss " << r.loss << " (n=" << r.n << "); checkpoint " << out;
+  log_info(os.str());
+  return 0;
+}
+
+AUTOQNN_VERB("train", "train a zoo model in FP32", run_train);
+
+}  // namespace autoqnn::cli
