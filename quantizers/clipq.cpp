@@ -1,10 +1,71 @@
-// TODO(quantizers): implement this scheme. Placeholder so the library links while it is written.
-#include <stdexcept>
-
+// ClipQ: VecQ's half-integer levels with step a = lambda_b * std(x) and no rescale:
+//   c = clip(round(x / a - 0.5), -2^(b-1), 2^(b-1) - 1) + 0.5,  out = c * a,
+// and a clipped straight-through gradient: zero outside the level range [-(2^(b-1) - 0.5) a, (2^(b-1) - 0.5) a]
+// whatever grad= says (grad=ste is taken as pwl_c; grad=pwl keeps its r with the clip), as in the reference.
+// a = 0 (constant input) gives an all-zero output (the coding step falls back to 1). Weights only.
+#include "quantizers/fq_common.h"
 #include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
-QuantizerPtr make_clipq(const QuantSpec& spec, Role) {
-  throw std::logic_error("scheme '" + spec.scheme + "' is not implemented yet");
-}
+namespace {
+
+constexpr float kClipqLambda[8] = {1.0f, .9957f, .5860f, .3352f, .1881f, .1041f, .0569f, .0308f};
+
+class ClipQuantizer final : public SchemeQuantizer {
+ public:
+  ClipQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) { backward_ = Backward::PWL_C; }
+
+  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
+    check_bits(bits);
+    if (x.numel() == 0) return x.clone();
+    std::vector<float> ac;
+    torch::Tensor ac_t;
+    Plan p = plan(x, bits, ac, ac_t);
+    detail::HalfGrid g(ac.data(), nullptr, bits);
+    return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), {}); });
+  }
+
+  Encoded encode(const torch::Tensor& x) override {
+    torch::NoGradGuard ng;
+    const int b = bits();
+    const double base = -std::ldexp(1.0, b - 1) + 0.5;
+    if (x.numel() == 0) return encode_empty(x, b, base, false);
+    std::vector<float> ac;
+    torch::Tensor ac_t;
+    Plan p = plan(x, b, ac, ac_t);
+    detail::HalfGrid g(ac.data(), nullptr, b);
+    auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), {}); });
+    return encode_grid(qn, p, b, base);
+  }
+
+  StorageCost storage(at::IntArrayRef shape) const override {
+    StorageCost c;
+    c.numel = c10::multiply_integers(shape);
+    c.code_bits = bits();
+    c.aux_floats = num_channels(shape);
+    return c;
+  }
+
+ private:
+  Plan plan(const torch::Tensor& x, int bits, std::vector<float>& ac, torch::Tensor& ac_t) {
+    Plan p;
+    p.C = channels_of(x);
+    auto sd = detail::to_host(stat_std_mean(x).first);
+    p.s.resize(p.C);
+    ac.resize(p.C);
+    for (int64_t c = 0; c < p.C; ++c) {
+      p.s[c] = kClipqLambda[bits - 1] * sd[c];
+      ac[c] = p.s[c] > 0 ? p.s[c] : 1.f;
+    }
+    ac_t = detail::from_host(ac, per_channel(), x);
+    set_range(p, -std::ldexp(1.0, bits - 1) + 0.5, std::ldexp(1.0, bits - 1) - 0.5);
+    finish_plan(p, x);
+    return p;
+  }
+};
+
+}  // namespace
+
+QuantizerPtr make_clipq(const QuantSpec& spec, Role role) { return std::make_shared<ClipQuantizer>(spec, role); }
+
 }  // namespace autoqnn::quant

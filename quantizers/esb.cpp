@@ -1,6 +1,8 @@
 // ESB: elastic significant bits. b bits = 1 sign bit + nl "exponent" bits + lb linear (significant) bits.
 //   nl = min(4, max(1, b - k - 1)), lb = b - nl - 1 (k = the spec's k, 0 <= k <= b - 2)
-//   alpha = loc(b, lb) * std(W)   (per tensor, or per channel with :per_channel[:axis=N])
+//   alpha = loc(b, lb) * std(W)   (per tensor, or per channel with :per_channel[:axis=N]); the reference's
+//           "+ 1e-5" is dropped (it exceeds loc * std for the nl = 4 entries, ~3e-4 * std); std = 0 is
+//           handled explicitly (see plan())
 //   x = (W - mean * mean_shift) / alpha
 //   nl < 2 : q = clip(floor(x) + 0.5, -(2^(b-1) - 0.5), 2^(b-1) - 0.5)        (half-integer grid)
 //   nl >= 2: q = nearest level of +-{k 2^-lb on [0, 2)} U {2^n (1 + j 2^-lb), n = 1..2^nl - 2}
@@ -95,15 +97,6 @@ double gaussian_mse(const std::vector<double>& mags, double alpha) {
   return 2 * tot;  // both signs
 }
 
-bool parse_bool_param(const QuantSpec& s, const std::string& key) {
-  if (!s.has(key)) return false;
-  const std::string v = s.get(key, "");
-  if (v.empty() || v == "1" || v == "true") return true;
-  if (v == "0" || v == "false") return false;
-  throw std::invalid_argument("quantizer '" + s.to_string() + "': " + key + " takes 0/1 (or a bare flag), got '" +
-                              v + "'");
-}
-
 }  // namespace pow2
 
 namespace {
@@ -117,24 +110,8 @@ class EsbQuantizer final : public pow2::Pow2Quantizer {
     split(spec_.bits, &nl, &lb);  // throws on a bad k
   }
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    Parts p = run(x, bits, /*want_codes=*/false);
-    return finish(x, p.xn, p.qn, p.scale, p.offset, p.lo, p.hi);
-  }
-
-  Encoded encode(const torch::Tensor& x) override {
-    torch::NoGradGuard ng;
-    Encoded e;
-    e.code_bits = bits();
-    e.axis = axis_;
-    Parts p = run(x, bits(), /*want_codes=*/true);
-    e.codes = p.codes;
-    if (p.linear) e.grid_base = 0.5 - std::ldexp(1.0, bits() - 1);
-    else e.table = p.table;
-    e.scale = p.scale;
-    e.offset = p.offset;
-    return e;
-  }
+  torch::Tensor quantize(const torch::Tensor& x, int bits) override { return fake_quant(x, plan(x, bits)); }
+  Encoded encode(const torch::Tensor& x) override { return encode_plan(x, plan(x, bits()), bits()); }
 
   StorageCost storage(at::IntArrayRef shape) const override {
     int nl, lb;
@@ -148,56 +125,44 @@ class EsbQuantizer final : public pow2::Pow2Quantizer {
   }
 
  private:
-  struct Parts {
-    torch::Tensor xn, qn, codes, scale, offset, table;
-    double lo = 0, hi = 0;
-    bool linear = false;
-  };
-
   void split(int bits, int* nl, int* lb) const {
     try {
       pow2::esb_split(bits, k_, nl, lb);
     } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("quantizer '" + spec_.to_string() + "': " + e.what());
+      throw std::invalid_argument(prefix() + e.what());
     }
   }
 
-  Parts run(const torch::Tensor& x, int bits, bool want_codes) {
+  pow2::Plan plan(const torch::Tensor& x, int bits) {
     int nl, lb;
     split(bits, &nl, &lb);
-    Parts p;
-    torch::Tensor sd, mu;
-    {
-      torch::NoGradGuard ng;
-      std::tie(sd, mu) = data_std_mean(x);
-      check_finite(sd, "std");
-      const double loc = nl < 2 ? pow2::esb_linear_alpha(bits) : pow2::esb_loc_alpha(bits, lb);
-      // std = 0 (constant channel): fall back to |mean|, then 1, so alpha > 0 and nothing divides by 0.
-      auto sigma = torch::where(sd > 0, sd, mu.abs());
-      auto alpha = sigma * loc;
-      p.scale = torch::where(alpha > 0, alpha, torch::ones_like(alpha));
-      if (mean_shift_) p.offset = mu;
+    std::vector<double> sd, mu;
+    std_mean(x, &sd, &mu);
+    pow2::Plan p;
+    p.C = static_cast<int64_t>(sd.size());
+    const double loc = nl < 2 ? pow2::esb_linear_alpha(bits) : pow2::esb_loc_alpha(bits, lb);
+    const double h = std::ldexp(1.0, bits - 1);
+    const double top = nl < 2 ? h - 0.5 : pow2::esb_magnitudes(bits, lb).back();
+    p.div.resize(p.C);
+    for (int64_t c = 0; c < p.C; ++c) {
+      // std = 0 (constant channel): the value to represent is |mean| (0 with mean_shift); alpha = value / top
+      // level keeps it representable; 1e-30 keeps alpha > 0 (all-zero data).
+      const double a = sd[c] > 0 ? sd[c] * loc : (mean_shift_ ? 0.0 : std::fabs(mu[c])) / top;
+      p.div[c] = std::max(static_cast<float>(a), 1e-30f);
+      if (mean_shift_) p.sub.push_back(static_cast<float>(mu[c]));
     }
-    auto xc = mean_shift_ ? x - bcast(p.offset, x) : x;
-    p.xn = xc / bcast(p.scale, x);
-    if (nl < 2) {  // half-integer grid, arithmetic
-      torch::NoGradGuard ng;
-      const double h = std::ldexp(1.0, bits - 1);
-      auto f = torch::floor(p.xn.detach()).clamp_(-h, h - 1);
-      if (want_codes) p.codes = (f + h).to(torch::kLong);
-      p.qn = f.add_(0.5);
+    p.scale = p.div;
+    p.off = p.sub;
+    if (nl < 2) {  // half-integer grid
+      p.half_grid = true;
+      p.glo = static_cast<float>(-h);
+      p.ghi = static_cast<float>(h - 1);
       p.lo = 0.5 - h;
       p.hi = h - 0.5;
-      p.linear = true;
     } else {
-      auto t = cache_.get(bits, x, [&] { return pow2::make_table(pow2::signed_levels(pow2::esb_magnitudes(bits, lb))); });
-      torch::NoGradGuard ng;
-      auto codes = pow2::nearest_codes(p.xn, t);
-      p.qn = pow2::gather_levels(t, codes);
-      if (want_codes) p.codes = codes;
-      p.table = t.levels;
-      p.lo = t.lo;
-      p.hi = t.hi;
+      p.table = cache_.get(bits, x, [&] { return pow2::make_table(pow2::signed_levels(pow2::esb_magnitudes(bits, lb))); });
+      p.lo = p.table.lo;
+      p.hi = p.table.hi;
     }
     return p;
   }

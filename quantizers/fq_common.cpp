@@ -191,8 +191,9 @@ std::pair<torch::Tensor, torch::Tensor> SchemeQuantizer::stat_std_mean(const tor
 
 torch::Tensor SchemeQuantizer::track(const std::string& name, const torch::Tensor& batch) {
   if (role_ != Role::Activation) return batch;
-  auto* buf = named_buffers(/*recurse=*/false).find(name);
-  auto* init = named_buffers(/*recurse=*/false).find(name + "_init");
+  auto bufs = named_buffers(/*recurse=*/false);  // a temporary dict: keep it alive while using find()
+  auto* buf = bufs.find(name);
+  auto* init = bufs.find(name + "_init");
   TORCH_CHECK(buf && init, "quantizer ", spec_.to_string(), ": running buffer '", name, "' missing");
   if (buf->sizes() != batch.sizes()) {
     torch::NoGradGuard ng;
@@ -211,6 +212,16 @@ Encoded SchemeQuantizer::encode_grid(const torch::Tensor& qn, const Plan& p, int
   e.offset = p.off_t;
   e.axis = per_channel() ? axis_ : -1;
   return e;
+}
+
+torch::Tensor SchemeQuantizer::grid_levels(const torch::Tensor& x, int64_t channel, double qlo, double qhi) {
+  torch::NoGradGuard ng;
+  Encoded e = encode(x);
+  auto qn = torch::arange(qlo, qhi + 0.5, 1.0, torch::TensorOptions().dtype(torch::kFloat32)).to(x.device());
+  auto pick = [&](const torch::Tensor& t) { return t.dim() == 0 ? t : t[channel]; };
+  auto v = qn * pick(e.scale);
+  if (e.offset.defined()) v = v + pick(e.offset);
+  return std::get<0>(torch::_unique(v, /*sorted=*/true));
 }
 
 Encoded SchemeQuantizer::encode_empty(const torch::Tensor& x, int code_bits, double grid_base, bool offset) const {

@@ -160,6 +160,25 @@ void map_qn(const Layout& L, const float* x, float* qn, const QF& qf) {
   });
 }
 
+// Half-integer grid of b bits (VecQ / muL2Q / ClipQ): qn = clip(round((x - o) / a - 0.5), -2^(b-1), 2^(b-1) - 1)
+// + 0.5 with coding step a[c] and centre o[c] (o == nullptr: 0).
+struct HalfGrid {
+  const float* a;
+  const float* o;
+  float lo, hi;
+  HalfGrid(const float* a_, const float* o_, int bits)
+      : a(a_), o(o_), lo(-std::ldexp(1.f, bits - 1)), hi(std::ldexp(1.f, bits - 1) - 1) {}
+  auto operator()(int64_t c) const {
+    const float ac = a[c], oc = o ? o[c] : 0.f, l = lo, h = hi;
+    return [ac, oc, l, h](float v) { return rne(clampf((v - oc) / ac - 0.5f, l, h)) + 0.5f; };
+  }
+  // Composite twin; a_t / o_t broadcastable to x (o_t may be undefined).
+  torch::Tensor tensor(const torch::Tensor& x, const torch::Tensor& a_t, const torch::Tensor& o_t) const {
+    auto y = o_t.defined() ? (x - o_t) : x;
+    return torch::round(y / a_t - 0.5).clamp(lo, hi) + 0.5;
+  }
+};
+
 // g where mask, else 0 (fused on CPU).
 torch::Tensor masked_grad(const torch::Tensor& g, const torch::Tensor& mask);
 
@@ -217,6 +236,9 @@ class SchemeQuantizer : public Quantizer {
   torch::Tensor levels_of(const torch::Tensor& x, const QF& qf, const QC& qc) const;
   // Encoded from qn on the affine grid qn = code + grid_base.
   Encoded encode_grid(const torch::Tensor& qn, const Plan& p, int code_bits, double grid_base) const;
+  // Sorted levels of the affine encoding of x restricted to qn in [qlo, qhi] (schemes whose codes do not use
+  // the whole 2^code_bits grid: symmetric uniform, twn).
+  torch::Tensor grid_levels(const torch::Tensor& x, int64_t channel, double qlo, double qhi);
   // Encoded of an empty tensor (numel 0) with the aux sizes storage() counts.
   Encoded encode_empty(const torch::Tensor& x, int code_bits, double grid_base, bool offset) const;
 

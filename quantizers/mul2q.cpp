@@ -1,10 +1,74 @@
-// TODO(quantizers): implement this scheme. Placeholder so the library links while it is written.
-#include <stdexcept>
-
+// mu-L2Q: beta = mean(x), alpha = lambda_b * std(x);
+//   c = clip(round((x - beta) / (alpha + 1e-7) - 0.5), -2^(b-1), 2^(b-1) - 1) + 0.5,  out = c * alpha + beta.
+// The + 0.5 of the original is kept (2^b half-integer levels; the PyTorch port drops it). Affine half-integer
+// grid, scale alpha and offset beta per tensor or per channel. A constant tensor is reproduced exactly
+// (alpha = 0 -> out = beta). Weights only.
+#include "quantizers/fq_common.h"
 #include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
-QuantizerPtr make_mul2q(const QuantSpec& spec, Role) {
-  throw std::logic_error("scheme '" + spec.scheme + "' is not implemented yet");
-}
+namespace {
+
+constexpr float kMul2qLambda[8] = {1.59502f, .99529f, .58722f, .33589f, .18944f, .10571f, .05708f, .03048f};
+
+class Mul2Quantizer final : public SchemeQuantizer {
+ public:
+  Mul2Quantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {}
+
+  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
+    check_bits(bits);
+    if (x.numel() == 0) return x.clone();
+    std::vector<float> ac;
+    torch::Tensor ac_t;
+    Plan p = plan(x, bits, ac, ac_t);
+    detail::HalfGrid g(ac.data(), p.off.data(), bits);
+    return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), bcast(p.off_t, xd)); });
+  }
+
+  Encoded encode(const torch::Tensor& x) override {
+    torch::NoGradGuard ng;
+    const int b = bits();
+    const double base = -std::ldexp(1.0, b - 1) + 0.5;
+    if (x.numel() == 0) return encode_empty(x, b, base, true);
+    std::vector<float> ac;
+    torch::Tensor ac_t;
+    Plan p = plan(x, b, ac, ac_t);
+    detail::HalfGrid g(ac.data(), p.off.data(), b);
+    auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), bcast(p.off_t, xd)); });
+    return encode_grid(qn, p, b, base);
+  }
+
+  StorageCost storage(at::IntArrayRef shape) const override {
+    StorageCost c;
+    c.numel = c10::multiply_integers(shape);
+    c.code_bits = bits();
+    c.aux_floats = 2 * num_channels(shape);
+    return c;
+  }
+
+ private:
+  Plan plan(const torch::Tensor& x, int bits, std::vector<float>& ac, torch::Tensor& ac_t) {
+    Plan p;
+    p.C = channels_of(x);
+    auto sm = stat_std_mean(x);
+    auto sd = detail::to_host(sm.first), mean = detail::to_host(sm.second);
+    p.s.resize(p.C);
+    p.off.resize(p.C);
+    ac.resize(p.C);
+    for (int64_t c = 0; c < p.C; ++c) {
+      p.s[c] = kMul2qLambda[bits - 1] * sd[c];
+      p.off[c] = mean[c];
+      ac[c] = p.s[c] + 1e-7f;
+    }
+    ac_t = detail::from_host(ac, per_channel(), x);
+    set_range(p, -std::ldexp(1.0, bits - 1) + 0.5, std::ldexp(1.0, bits - 1) - 0.5);
+    finish_plan(p, x);
+    return p;
+  }
+};
+
+}  // namespace
+
+QuantizerPtr make_mul2q(const QuantSpec& spec, Role role) { return std::make_shared<Mul2Quantizer>(spec, role); }
+
 }  // namespace autoqnn::quant

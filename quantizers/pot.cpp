@@ -4,7 +4,7 @@
 // Levels: +-a {1, 2, 4, .., 2^(2^(b-1)-1)} -- 2^b values, no zero (W = 0 maps to +a). Rounding to the
 // nearest level in the log domain (boundaries at the geometric midpoints 2^(e + 1/2)), done by
 // bucketize. STE backward (gradient 1 for W; grad=pwl_c clips to the level range).
-// Constant tensors (std = 0) use |mean| in place of std so the level set still brackets the value.
+// Constant tensors (std = 0) use a = |value|, which represents them exactly; all-zero gives +1e-7.
 #include <cmath>
 #include <stdexcept>
 
@@ -23,22 +23,8 @@ class PotQuantizer final : public pow2::Pow2Quantizer {
  public:
   PotQuantizer(QuantSpec spec, Role role) : Pow2Quantizer(std::move(spec), role) { check_bits(spec_.bits); }
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    Parts p = run(x, bits, false);
-    return finish(x, p.xn, p.qn, p.scale, torch::Tensor(), p.t.lo, p.t.hi);
-  }
-
-  Encoded encode(const torch::Tensor& x) override {
-    torch::NoGradGuard ng;
-    Parts p = run(x, bits(), true);
-    Encoded e;
-    e.codes = p.codes;
-    e.code_bits = bits();
-    e.table = p.t.levels;
-    e.scale = p.scale;
-    e.axis = axis_;
-    return e;
-  }
+  torch::Tensor quantize(const torch::Tensor& x, int bits) override { return fake_quant(x, plan(x, bits)); }
+  Encoded encode(const torch::Tensor& x) override { return encode_plan(x, plan(x, bits()), bits()); }
 
   StorageCost storage(at::IntArrayRef shape) const override {
     StorageCost c;
@@ -49,11 +35,6 @@ class PotQuantizer final : public pow2::Pow2Quantizer {
   }
 
  private:
-  struct Parts {
-    torch::Tensor xn, qn, codes, scale;
-    pow2::LevelTable t;
-  };
-
   void check_bits(int bits) const {
     if (bits < 1 || bits > 4)
       throw std::invalid_argument(prefix() + "pot supports 1..4 bits, got " + std::to_string(bits));
@@ -66,22 +47,21 @@ class PotQuantizer final : public pow2::Pow2Quantizer {
     return pow2::signed_levels(m);
   }
 
-  Parts run(const torch::Tensor& x, int bits, bool want_codes) {
+  pow2::Plan plan(const torch::Tensor& x, int bits) {
     check_bits(bits);
-    Parts p;
-    {
-      torch::NoGradGuard ng;
-      auto sm = data_std_mean(x);
-      check_finite(sm.first, "std");
-      auto sigma = torch::where(sm.first > 0, sm.first, sm.second.abs());
-      p.scale = sigma * pot_lambda(bits) + 1e-7;
+    std::vector<double> sd, mu;
+    std_mean(x, &sd, &mu);
+    pow2::Plan p;
+    p.C = static_cast<int64_t>(sd.size());
+    for (int64_t c = 0; c < p.C; ++c) {
+      // std = 0 (constant c): a = |c| represents it exactly (level 1); all-zero: a = 1e-7.
+      const double a = sd[c] > 0 ? sd[c] * pot_lambda(bits) + 1e-7 : (mu[c] != 0 ? std::fabs(mu[c]) : 1e-7);
+      p.div.push_back(static_cast<float>(a));
     }
-    p.xn = x / bcast(p.scale, x);
-    p.t = cache_.get(bits, x, [&] { return pow2::make_table(levels_for(bits), /*geometric=*/true); });
-    torch::NoGradGuard ng;
-    auto codes = pow2::nearest_codes(p.xn, p.t);
-    p.qn = pow2::gather_levels(p.t, codes);
-    if (want_codes) p.codes = codes;
+    p.scale = p.div;
+    p.table = cache_.get(bits, x, [&] { return pow2::make_table(levels_for(bits), /*geometric=*/true); });
+    p.lo = p.table.lo;
+    p.hi = p.table.hi;
     return p;
   }
 

@@ -142,8 +142,10 @@ void Quantizer::add_running(const std::string& buffer, std::vector<int64_t> shap
 }
 
 torch::Tensor Quantizer::running(const std::string& buffer, const torch::Tensor& batch_value) {
-  auto* buf = named_buffers(/*recurse=*/false).find(buffer);
-  auto* init = named_buffers(/*recurse=*/false).find(buffer + "_init");
+  // named_buffers() returns a temporary dict (of tensors sharing the buffers' storage): keep it alive.
+  auto bufs = named_buffers(/*recurse=*/false);
+  auto* buf = bufs.find(buffer);
+  auto* init = bufs.find(buffer + "_init");
   TORCH_CHECK(buf && init, "quantizer ", spec_.to_string(), ": running buffer '", buffer,
               "' was not added in the constructor");
   torch::NoGradGuard ng;

@@ -42,6 +42,12 @@ class UniformQuantizer final : public SchemeQuantizer {
     return encode_grid(qn, p, b, asym_ ? 0.0 : -double((1 << (b - 1)) - 1));
   }
 
+  torch::Tensor levels(const torch::Tensor& x, int64_t channel = 0) override {
+    if (asym_) return Quantizer::levels(x, channel);
+    const double N = (1 << (bits() - 1)) - 1;
+    return grid_levels(x, channel, -N, N);
+  }
+
   StorageCost storage(at::IntArrayRef shape) const override {
     StorageCost c;
     c.numel = c10::multiply_integers(shape);

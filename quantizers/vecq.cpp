@@ -1,10 +1,103 @@
-// TODO(quantizers): implement this scheme. Placeholder so the library links while it is written.
-#include <stdexcept>
-
+// VecQ: a = lambda_b * std(x) + 1e-7; c = clip(round(x / a - 0.5), -2^(b-1), 2^(b-1) - 1) + 0.5 (2^b half-integer
+// levels); out = c * s with the least-squares scale s = <x, c> / <c, c> (the original VecQ; the PyTorch port's
+// ||x|| / ||c|| is weaker). Per tensor or per channel (std, s per channel). Weights only.
+#include "quantizers/fq_common.h"
 #include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
-QuantizerPtr make_vecq(const QuantSpec& spec, Role) {
-  throw std::logic_error("scheme '" + spec.scheme + "' is not implemented yet");
-}
+namespace {
+
+constexpr float kVecqLambda[8] = {1.0f, .9957f, .5860f, .3352f, .1881f, .1041f, .0569f, .0308f};
+
+class VecQuantizer final : public SchemeQuantizer {
+ public:
+  VecQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {}
+
+  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
+    check_bits(bits);
+    if (x.numel() == 0) return x.clone();
+    std::vector<float> a;
+    torch::Tensor a_t;
+    Plan p = plan(x, bits, a, a_t);
+    detail::HalfGrid g(a.data(), nullptr, bits);
+    return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
+  }
+
+  Encoded encode(const torch::Tensor& x) override {
+    torch::NoGradGuard ng;
+    const int b = bits();
+    const double base = -std::ldexp(1.0, b - 1) + 0.5;
+    if (x.numel() == 0) return encode_empty(x, b, base, false);
+    std::vector<float> a;
+    torch::Tensor a_t;
+    Plan p = plan(x, b, a, a_t);
+    detail::HalfGrid g(a.data(), nullptr, b);
+    auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
+    return encode_grid(qn, p, b, base);
+  }
+
+  StorageCost storage(at::IntArrayRef shape) const override {
+    StorageCost c;
+    c.numel = c10::multiply_integers(shape);
+    c.code_bits = bits();
+    c.aux_floats = num_channels(shape);
+    return c;
+  }
+
+ private:
+  Plan plan(const torch::Tensor& x, int bits, std::vector<float>& a, torch::Tensor& a_t) {
+    Plan p;
+    p.C = channels_of(x);
+    auto sd = detail::to_host(stat_std_mean(x).first);
+    a.resize(p.C);
+    for (int64_t c = 0; c < p.C; ++c) a[c] = kVecqLambda[bits - 1] * sd[c] + 1e-7f;
+    a_t = detail::from_host(a, per_channel(), x);
+    detail::HalfGrid g(a.data(), nullptr, bits);
+    // Least-squares scale: <x, c> / <c, c> per channel.
+    std::vector<double> xc(p.C), cc(p.C);
+    if (detail::fusable(x)) {
+      auto sums = detail::reduce_runs<2>(x.data_ptr<float>(), detail::layout_of(x.sizes(), axis_), [&g](int64_t c) {
+        auto q = g(c);
+        return [q](float v, float* t) {
+          const float qv = q(v);
+          t[0] = v * qv;
+          t[1] = qv * qv;
+        };
+      });
+      for (int64_t c = 0; c < p.C; ++c) {
+        xc[c] = sums[2 * c];
+        cc[c] = sums[2 * c + 1];
+      }
+    } else {
+      torch::NoGradGuard ng;
+      auto xd = x.detach();
+      auto q = g.tensor(xd, bcast(a_t, xd), {}).to(torch::kFloat64);
+      auto xdd = xd.to(torch::kFloat64);
+      torch::Tensor s1, s2;
+      if (!per_channel()) {
+        s1 = (xdd * q).sum();
+        s2 = (q * q).sum();
+      } else {
+        auto d = detail::reduce_dims(x.dim(), axis_);
+        s1 = (xdd * q).sum(d);
+        s2 = (q * q).sum(d);
+      }
+      auto h1 = s1.cpu().contiguous(), h2 = s2.cpu().contiguous();
+      for (int64_t c = 0; c < p.C; ++c) {
+        xc[c] = h1.data_ptr<double>()[c];
+        cc[c] = h2.data_ptr<double>()[c];
+      }
+    }
+    p.s.resize(p.C);
+    for (int64_t c = 0; c < p.C; ++c) p.s[c] = cc[c] > 0 ? static_cast<float>(xc[c] / cc[c]) : 0.f;
+    set_range(p, -std::ldexp(1.0, bits - 1) + 0.5, std::ldexp(1.0, bits - 1) - 0.5);
+    finish_plan(p, x);
+    return p;
+  }
+};
+
+}  // namespace
+
+QuantizerPtr make_vecq(const QuantSpec& spec, Role role) { return std::make_shared<VecQuantizer>(spec, role); }
+
 }  // namespace autoqnn::quant

@@ -71,7 +71,9 @@ void expect_error_naming(const std::function<void()>& fn, const std::string& pat
   } catch (const std::runtime_error& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find(path), std::string::npos) << msg;
-    if (!needle.empty()) EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+    if (!needle.empty()) {
+      EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+    }
   }
 }
 

@@ -59,7 +59,7 @@ DatasetInfo dataset_info(const std::string& dataset) {
   // mean / stddev of the training images on the [0, 1] pixel scale (see docs/data.md).
   if (d == "fashion-mnist") return {1, 28, 28, 10, {0.2860, 0.0, 0.0}, {0.3530, 1.0, 1.0}};
   if (d == "cifar10") return {3, 32, 32, 10, {0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}};
-  return {1, kSynthSize, kSynthSize, 10, {0.2000, 0.0, 0.0}, {0.2500, 1.0, 1.0}};  // synthetic
+  return {1, kSynthSize, kSynthSize, 10, {0.2500, 0.0, 0.0}, {0.3100, 1.0, 1.0}};  // synthetic
 }
 
 std::string default_data_dir(const std::string& dataset) {
@@ -257,15 +257,18 @@ std::pair<torch::Tensor, torch::Tensor> read_cifar_files(const std::vector<std::
     const int64_t n = static_cast<int64_t>(d.size()) / kCifarRecord;
     auto raw = torch::from_blob(d.data(), {n, kCifarRecord}, torch::kUInt8);
     auto lab = raw.select(1, 0).to(torch::kInt64);
-    const int64_t bad = (lab > 9).nonzero().numel() > 0 ? (lab > 9).nonzero()[0].item<int64_t>() : -1;
-    if (bad >= 0)
+    auto bad_rows = (lab > 9).nonzero();
+    if (bad_rows.numel() > 0) {
+      const int64_t bad = bad_rows[0][0].item<int64_t>();
       throw std::runtime_error(path + ": label " + std::to_string(lab[bad].item<int64_t>()) + " in record " +
                                std::to_string(bad) + " is outside 0..9; the file is corrupt (is it the binary "
                                "version of CIFAR-10?); " + kCifarFix);
+    }
     imgs.push_back(raw.narrow(1, 1, 3072).reshape({n, 3, 32, 32}).clone());
     labs.push_back(lab);
     have += n;
   }
+  if (imgs.empty()) throw std::invalid_argument("read_cifar10: no batch files given");
   auto images = torch::cat(imgs, 0), labels = torch::cat(labs, 0);
   if (limit > 0 && limit < images.size(0)) {
     images = images.narrow(0, 0, limit);
@@ -321,8 +324,8 @@ std::vector<std::vector<float>> synthetic_templates(uint64_t seed) {
   return t;
 }
 
-// n samples: label uniform, template shifted by up to +-2 pixels (zero fill), amplitude 0.6..1.2,
-// plus noise of std 0.3, clamped to [0, 1]. Pixels stay in [0, 1] like a real image.
+// n samples: label uniform, template shifted by up to +-3 pixels (zero fill), amplitude 0.3..0.9,
+// plus noise of std 0.5, clamped to [0, 1]. Pixels stay in [0, 1] like a real image.
 std::pair<torch::Tensor, torch::Tensor> synthetic_samples(const std::vector<std::vector<float>>& tmpl, int64_t n,
                                                           uint64_t stream_seed) {
   std::mt19937_64 g(stream_seed);
@@ -333,15 +336,15 @@ std::pair<torch::Tensor, torch::Tensor> synthetic_samples(const std::vector<std:
   int64_t* pl = labels.data_ptr<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
     const int c = static_cast<int>(bounded(g, 10));
-    const int64_t sy = static_cast<int64_t>(bounded(g, 5)) - 2, sx = static_cast<int64_t>(bounded(g, 5)) - 2;
-    const double amp = 0.6 + 0.6 * uniform01(g);
+    const int64_t sy = static_cast<int64_t>(bounded(g, 7)) - 3, sx = static_cast<int64_t>(bounded(g, 7)) - 3;
+    const double amp = 0.3 + 0.6 * uniform01(g);
     pl[i] = c;
     float* o = px + i * S * S;
     for (int64_t y = 0; y < S; ++y)
       for (int64_t x = 0; x < S; ++x) {
         const int64_t ty = y - sy, tx = x - sx;
         const double base = (ty >= 0 && ty < S && tx >= 0 && tx < S) ? tmpl[c][ty * S + tx] : 0.0;
-        const double v = amp * base + 0.3 * approx_normal(g);
+        const double v = amp * base + 0.5 * approx_normal(g);
         o[y * S + x] = static_cast<float>(std::clamp(v, 0.0, 1.0));
       }
   }

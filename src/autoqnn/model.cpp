@@ -42,7 +42,7 @@ struct ZooEntry {
 const std::vector<ZooEntry>& zoo_entries() {
   static const std::vector<ZooEntry> z = {
       {{"lenet5", "LeNet-5 with BN: conv 6@5x5, conv 16@5x5, fc 120-84-10 (~62K params)"}, detail::make_lenet5},
-      {{"resnet8", "CIFAR ResNet-8: 3 stages x 1 BasicBlock, 16-32-64 channels, option-A shortcuts (~78K)"},
+      {{"resnet8", "CIFAR ResNet-8: 3 stages x 1 BasicBlock, 16-32-64 channels, option-A shortcuts (~75K)"},
        [](const ModelConfig& c) { return detail::make_resnet_cifar("resnet8", 8, c); }},
       {{"resnet14", "CIFAR ResNet-14: 3 stages x 2 BasicBlocks, option-A shortcuts (~0.17M)"},
        [](const ModelConfig& c) { return detail::make_resnet_cifar("resnet14", 14, c); }},
@@ -54,7 +54,7 @@ const std::vector<ZooEntry>& zoo_entries() {
        [](const ModelConfig& c) { return detail::make_resnet_cifar("resnet56", 56, c); }},
       {{"vgg7", "VGG-7 (vgg7_64): conv 64-64-128-128-256-256 with BN, maxpool per pair, one fc (~1.2M)"},
        detail::make_vgg7},
-      {{"mobilenetv2", "CIFAR MobileNetV2 x0.5: 17 inverted residual blocks, depthwise convs, 640-ch head (~0.7M)"},
+      {{"mobilenetv2", "CIFAR MobileNetV2 x0.5: 17 inverted residual blocks, depthwise convs, 640-ch head (~0.59M)"},
        detail::make_mobilenetv2},
   };
   return z;

@@ -204,7 +204,48 @@ Json policy_to(const Policy& p) {
 
 json Policy::to_json() const { return policy_to<json>(*this); }
 
-std::string Policy::dump() const { return policy_to<ordered_json>(*this).dump(2) + "\n"; }
+namespace {
+// Pretty printer of the file form: like dump(2), but arrays of scalars stay on one line ("shape": [6, 1, 5, 5])
+// so that a policy reads as one block per layer. Scalars are written by nlohmann (shortest round-trip form).
+void pretty(const ordered_json& v, int indent, std::string& out) {
+  auto scalar_array = [](const ordered_json& a) {
+    for (const auto& x : a)
+      if (x.is_structured()) return false;
+    return true;
+  };
+  const std::string pad(static_cast<size_t>(indent + 2), ' ');
+  if (v.is_object() && !v.empty()) {
+    out += "{\n";
+    size_t i = 0;
+    for (auto it = v.begin(); it != v.end(); ++it, ++i) {
+      out += pad + ordered_json(it.key()).dump() + ": ";
+      pretty(it.value(), indent + 2, out);
+      out += i + 1 < v.size() ? ",\n" : "\n";
+    }
+    out += std::string(static_cast<size_t>(indent), ' ') + "}";
+  } else if (v.is_array() && !v.empty() && !scalar_array(v)) {
+    out += "[\n";
+    for (size_t i = 0; i < v.size(); ++i) {
+      out += pad;
+      pretty(v[i], indent + 2, out);
+      out += i + 1 < v.size() ? ",\n" : "\n";
+    }
+    out += std::string(static_cast<size_t>(indent), ' ') + "]";
+  } else if (v.is_array()) {
+    out += "[";
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + v[i].dump();
+    out += "]";
+  } else {
+    out += v.dump();
+  }
+}
+}  // namespace
+
+std::string Policy::dump() const {
+  std::string out;
+  pretty(policy_to<ordered_json>(*this), 0, out);
+  return out + "\n";
+}
 
 Policy Policy::from_json(const json& j, const std::string& source) {
   Reader r{source};
@@ -319,9 +360,17 @@ Policy blank_policy(Model& model) {
 void update_totals(Policy& p) {
   PolicyTotals t;
   for (auto& l : p.layers) {
-    l.weight = quant::validate_spec(l.weight, Role::Weight);
-    l.act = quant::validate_spec(l.act, Role::Activation);
-    l.weight_bytes = layer_weight_bytes(l);
+    try {
+      l.weight = quant::validate_spec(l.weight, Role::Weight);
+      l.weight_bytes = layer_weight_bytes(l);
+    } catch (const std::exception& e) {
+      throw PolicyError("layer '" + l.name + "': weight '" + l.weight.to_string() + "': " + e.what());
+    }
+    try {
+      l.act = quant::validate_spec(l.act, Role::Activation);
+    } catch (const std::exception& e) {
+      throw PolicyError("layer '" + l.name + "': act '" + l.act.to_string() + "': " + e.what());
+    }
     l.weight_bits = l.params > 0 ? 8.0 * static_cast<double>(l.weight_bytes) / static_cast<double>(l.params) : 0;
     l.act_bits = spec_bits(l.act);
     t.params += l.params;
@@ -392,7 +441,7 @@ void check_policy(const Policy& p, Model& model) {
       throw PolicyError(at + "weight shape " + shape_str(l.shape) + " in the policy, " + shape_str(f.weight_shape) +
                         " in the model (a policy for another model or input size?)");
     if (l.kind != f.kind) throw PolicyError(at + "kind '" + l.kind + "' in the policy, '" + f.kind + "' in the model");
-    if (l.params != f.params || l.macs != f.macs || l.act_numel != f.act_numel)
+    if (l.params != f.params || l.macs != f.macs || l.act_numel != f.input_numel)
       throw PolicyError(at + "params/macs/act_numel " + std::to_string(l.params) + "/" + std::to_string(l.macs) + "/" +
                         std::to_string(l.act_numel) + " in the policy, " + std::to_string(f.params) + "/" +
                         std::to_string(f.macs) + "/" + std::to_string(f.input_numel) +

@@ -1,0 +1,142 @@
+// Forward + backward cost of every scheme in scheme_table() (schemes added later are picked up), against the
+// cost of one clone() of the same tensor:
+//   weights:     [256, 256, 4, 4]  (1M elements), every weight-capable scheme at its default bitwidth;
+//   activations: [64, 64, 28, 28]  (3.2M elements), every activation-capable scheme at its default bitwidth.
+// Counters: x_clone = time per iteration / time of one clone() of the same tensor (measured in the same
+// process just before), Melem/s. Schemes that cannot be constructed (e.g. not implemented yet) are skipped
+// with the reason. --benchmark_min_time=0.2 keeps a full run short.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "quantizers/fq_common.h"
+#include "quantizers/registry.h"
+
+using namespace autoqnn::quant;
+namespace qd = autoqnn::quant::detail;
+
+namespace {
+
+const std::vector<int64_t> kWeightShape = {256, 256, 4, 4};
+const std::vector<int64_t> kActShape = {64, 64, 28, 28};
+
+// Seconds of one clone() of x (the median of a few after a warm-up).
+double clone_seconds(const torch::Tensor& x) {
+  std::vector<double> t;
+  for (int i = 0; i < 25; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto y = x.clone();
+    benchmark::DoNotOptimize(y.data_ptr());
+    auto t1 = std::chrono::steady_clock::now();
+    if (i >= 5) t.push_back(std::chrono::duration<double>(t1 - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void BM_Clone(benchmark::State& state, std::vector<int64_t> shape) {
+  auto x = torch::randn(shape);
+  for (auto _ : state) {
+    auto y = x.clone();
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  state.counters["Melem/s"] =
+      benchmark::Counter(static_cast<double>(x.numel()) * state.iterations() / 1e6, benchmark::Counter::kIsRate);
+  state.counters["x_clone"] = 1.0;
+}
+
+void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector<int64_t> shape, bool fused) {
+  QuantizerPtr q;
+  try {
+    q = make_quantizer(spec, role);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  qd::set_fused_kernels(fused);
+  torch::manual_seed(0);
+  auto x = (role == Role::Activation ? torch::randn(shape).clamp_min(0) : torch::randn(shape) * 0.05).requires_grad_(true);
+  auto g = torch::randn(shape);
+  q->train();
+  try {
+    q->calibrate(x.detach());
+    q->forward(x).backward(g);  // warm-up (running statistics initialised)
+  } catch (const std::exception& e) {
+    qd::set_fused_kernels(true);
+    state.SkipWithError(e.what());
+    for (auto _ : state) {
+    }
+    return;
+  }
+  const double clone_s = clone_seconds(x.detach());
+  double total = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    x.mutable_grad() = torch::Tensor();
+    auto y = q->forward(x);
+    y.backward(g);
+    benchmark::DoNotOptimize(x.grad().data_ptr());
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  qd::set_fused_kernels(true);
+  state.counters["x_clone"] = total / std::max<int64_t>(1, state.iterations()) / clone_s;
+  state.counters["Melem/s"] =
+      benchmark::Counter(static_cast<double>(x.numel()) * state.iterations() / 1e6, benchmark::Counter::kIsRate);
+}
+
+std::string shape_name(const std::vector<int64_t>& s) {
+  std::string n;
+  for (auto d : s) n += (n.empty() ? "" : "x") + std::to_string(d);
+  return n;
+}
+
+void register_all() {
+  benchmark::RegisterBenchmark(("clone/w/" + shape_name(kWeightShape)).c_str(), BM_Clone, kWeightShape)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("clone/a/" + shape_name(kActShape)).c_str(), BM_Clone, kActShape)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  for (const auto& t : scheme_table()) {
+    const std::string spec = std::string(t.name) + ":" + std::to_string(t.default_bits);
+    if (t.weight_ok)
+      benchmark::RegisterBenchmark(("fwd_bwd/w/" + spec).c_str(), BM_FwdBwd, spec, Role::Weight, kWeightShape, true)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
+    if (t.act_ok)
+      benchmark::RegisterBenchmark(("fwd_bwd/a/" + spec).c_str(), BM_FwdBwd, spec, Role::Activation, kActShape, true)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
+  }
+  // The same work without the fused CPU kernels (tensor-op composites), and the per-channel / PWL_C variants.
+  for (const char* s : {"uniform:8", "fixed:8", "twn:2"})
+    benchmark::RegisterBenchmark(("fwd_bwd/w/" + std::string(s) + "/composite").c_str(), BM_FwdBwd, std::string(s),
+                                 Role::Weight, kWeightShape, false)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
+  for (const char* s : {"uniform:8:per_channel", "uniform:8:grad=pwl_c", "fixed:8:per_channel", "twn:per_channel"})
+    benchmark::RegisterBenchmark(("fwd_bwd/w/" + std::string(s)).c_str(), BM_FwdBwd, std::string(s), Role::Weight,
+                                 kWeightShape, true)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  at::set_num_threads(static_cast<int>(hw));
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("torch_threads", std::to_string(at::get_num_threads()));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,66 @@
+// QSS, quantization-scheme search: the SearchStrategy that searches over a supernet (supernet.h) whose
+// candidates are quantizer specs (schemes x bitwidths, weights x activations), with Gumbel-softmax
+// sampling and a temperature annealed over the search epochs.
+//
+// Options (SearchOptions::strategy JSON, saved in the state):
+//   sampling      "soft" (default): every candidate evaluated and mixed by y = softmax((theta + g) / tau)
+//                 "hard": straight-through Gumbel: the forward value is the sampled candidate; weight
+//                 steps evaluate only the sampled candidates, architecture steps evaluate every weight
+//                 candidate (cheap) and only the sampled act candidate unless all_act_paths
+//   tau_start, tau_end, tau_schedule   5, 0.1, "exp" (see TemperatureSchedule)
+//   all_act_paths false: see ArchSample::all_act_paths
+//   gumbel        true: false drops the noise (deterministic softmax(theta / tau) relaxation)
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "search/search_driver.h"
+#include "search/supernet.h"
+
+namespace autoqnn::search {
+
+struct QssOptions {
+  SamplingMode sampling = SamplingMode::Soft;
+  TemperatureSchedule tau;
+  bool all_act_paths = false;
+  bool gumbel = true;
+  // Unknown keys and bad values -> std::invalid_argument naming the key.
+  static QssOptions from_json(const nlohmann::json& j);
+  nlohmann::json to_json() const;
+};
+
+class QssStrategy : public SearchStrategy {
+ public:
+  QssStrategy(ModelPtr model, const SearchSpace& space, QssOptions opt);
+
+  std::string method() const override { return "qss"; }
+  std::shared_ptr<torch::nn::Module> module() override { return net_; }
+  std::vector<torch::Tensor> weight_parameters() override { return net_->weight_parameters(); }
+  std::vector<torch::Tensor> arch_parameters() override { return net_->arch_parameters(); }
+  int64_t num_weights() const override { return net_->num_weights(); }
+
+  void begin_step(Phase phase, double progress, uint64_t step_seed) override;
+  void begin_eval() override { net_->fix_argmax(); }
+  void calibrate(const torch::Tensor& images, uint64_t step_seed) override;
+  torch::Tensor forward(const torch::Tensor& x) override { return net_->forward(x); }
+
+  ExpectedCost expected_cost() override { return net_->expected_cost(); }
+  ChoiceProblem choice_problem() override { return net_->choice_problem(); }
+  std::vector<std::pair<std::string, std::pair<quant::QuantSpec, quant::QuantSpec>>> layer_specs(
+      const std::vector<int64_t>& choice) override;
+  std::vector<std::pair<std::string, double>> metrics(double progress) override;
+  nlohmann::json probabilities_json() override { return net_->probabilities_json(); }
+  nlohmann::json config_json() const override { return opt_.to_json(); }
+
+  Supernet& supernet() { return *net_; }
+  const QssOptions& options() const { return opt_; }
+
+ private:
+  SupernetPtr net_;
+  QssOptions opt_;
+};
+
+std::unique_ptr<SearchStrategy> make_qss_strategy(ModelPtr model, const SearchSpace& space,
+                                                  const nlohmann::json& options);
+
+}  // namespace autoqnn::search

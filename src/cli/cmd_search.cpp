@@ -1,0 +1,138 @@
+// autoqnn search: differentiable quantization-scheme search (QSS) under size budgets -> policy JSON.
+#include <iostream>
+
+#include "autoqnn/runtime.h"
+#include "cli.h"
+#include "search/qss.h"
+#include "search/search_driver.h"
+
+namespace autoqnn::cli {
+namespace {
+
+std::string join_command(const std::vector<std::string>& args) {
+  std::string s = "autoqnn search";
+  for (const auto& a : args) {
+    bool quote = a.find_first_of(" \t\"'$") != std::string::npos || a.empty();
+    s += " " + (quote ? "'" + a + "'" : a);
+  }
+  return s;
+}
+
+int cmd_search(const std::vector<std::string>& args) {
+  CommonOptions common;
+  search::SearchOptions so;
+  std::string checkpoint, sampling = "soft", tau_schedule = "exp", from_state;
+  double budget_kib = 0, avg_bits = 0, tau_start = 5.0, tau_end = 0.1;
+  bool all_act_paths = false, no_gumbel = false;
+
+  po::options_description desc("search options");
+  add_common_options(desc, common);
+  desc.add_options()
+      ("checkpoint", po::value(&checkpoint), "FP32 checkpoint to start from (required unless --from-state)")
+      ("budget-kib", po::value(&budget_kib), "weight budget in KiB (codes + scales/tables)")
+      ("avg-bits", po::value(&avg_bits), "weight budget as an average bitwidth: B x #weights / 8 bytes")
+      ("act-budget-kib", po::value(&so.act_budget_kib)->default_value(0),
+       "activation footprint budget in KiB: the largest quantized input tensor per image (0 = none)")
+      ("bops", po::value(&so.bops)->default_value(0), "BOPs budget per image: sum of MACs x wbits x abits (0 = none)")
+      ("method", po::value(&so.method)->default_value("qss"), "search method: qss")
+      ("space", po::value(&so.space_path)->default_value(so.space_path), "search space JSON")
+      ("epochs", po::value(&so.epochs)->default_value(so.epochs), "search epochs (architecture updated)")
+      ("warmup", po::value(&so.warmup)->default_value(so.warmup), "weight-only epochs before the search epochs")
+      ("out", po::value(&so.out), "policy JSON to write (required)")
+      ("state", po::value(&so.state), "search-state file, saved each epoch (default: <out>.state.pt)")
+      ("log", po::value(&so.log), "CSV log: per epoch, per layer, per candidate probability")
+      ("resume", po::bool_switch(&so.resume), "continue the search saved in --state")
+      ("from-state", po::value(&from_state),
+       "re-derive a policy from a saved search state for the given budget (no search)")
+      ("lr", po::value(&so.lr)->default_value(so.lr), "weight learning rate (SGD, cosine decay)")
+      ("momentum", po::value(&so.momentum)->default_value(so.momentum), "SGD momentum")
+      ("weight-decay", po::value(&so.weight_decay)->default_value(so.weight_decay), "weight decay (conv/linear weights)")
+      ("arch-lr", po::value(&so.arch.lr)->default_value(so.arch.lr), "architecture learning rate (Adam)")
+      ("arch-weight-decay", po::value(&so.arch.weight_decay)->default_value(so.arch.weight_decay),
+       "architecture weight decay (towards uniform)")
+      ("sampling", po::value(&sampling)->default_value(sampling), "soft | hard (straight-through Gumbel)")
+      ("tau-start", po::value(&tau_start)->default_value(tau_start), "Gumbel-softmax temperature at the start")
+      ("tau-end", po::value(&tau_end)->default_value(tau_end), "temperature at the end of the search")
+      ("tau-schedule", po::value(&tau_schedule)->default_value(tau_schedule), "exp | linear | constant")
+      ("all-act-paths", po::bool_switch(&all_act_paths),
+       "hard sampling: evaluate every act candidate in architecture steps (exact gradient, slower)")
+      ("no-gumbel", po::bool_switch(&no_gumbel), "no Gumbel noise: mixing weights softmax(theta / tau)")
+      ("lambda-init", po::value(&so.penalty.lambda_init)->default_value(so.penalty.lambda_init),
+       "initial penalty multiplier")
+      ("lambda-rate", po::value(&so.penalty.eta)->default_value(so.penalty.eta),
+       "multiplier adaptation rate per architecture step")
+      ("budget-tol", po::value(&so.penalty.tol)->default_value(so.penalty.tol),
+       "relative band around the weight budget inside which the multiplier decays")
+      ("calib-batches", po::value(&so.calib_batches)->default_value(so.calib_batches),
+       "batches used to calibrate the candidate quantizers before the search")
+      ("steps-per-epoch", po::value(&so.max_steps_per_epoch)->default_value(0),
+       "cap on the steps of an epoch (0 = a full pass over the train split)")
+      ("val-limit", po::value(&so.val_eval_limit)->default_value(0),
+       "val images used for the per-epoch accuracy (0 = all)");
+  po::variables_map vm;
+  const std::string synopsis =
+      "--model NAME --checkpoint FP.pt (--budget-kib X | --avg-bits B) --out policy.json [options]\n"
+      "       autoqnn search --from-state STATE (--budget-kib X | --avg-bits B) --out policy.json";
+  if (!parse("search", synopsis, desc, args, vm)) return 0;
+
+  std::optional<double> kib, bits;
+  if (vm.count("budget-kib")) kib = budget_kib;
+  if (vm.count("avg-bits")) bits = avg_bits;
+  if (kib && bits) throw UsageError("give either --budget-kib or --avg-bits, not both");
+  if (!kib && !bits) throw UsageError("a weight budget is required: --budget-kib X or --avg-bits B");
+  if (so.out.empty()) throw UsageError("--out is required (the policy JSON to write)");
+  const std::string command = join_command(args);
+
+  if (!from_state.empty()) {
+    if (so.resume) throw UsageError("--from-state re-derives only; it cannot be combined with --resume");
+    init_threads(common.threads);
+    search::RederiveOptions ro;
+    ro.state = from_state;
+    ro.budget_kib = kib;
+    ro.avg_bits = bits;
+    ro.act_budget_kib = so.act_budget_kib;
+    ro.bops = so.bops;
+    ro.out = so.out;
+    ro.command_line = command;
+    search::rederive_from_state(ro);
+    return 0;
+  }
+  if (checkpoint.empty()) throw UsageError("--checkpoint is required (the FP32 model to search from)");
+  if (!vm.count("model") || vm["model"].defaulted())
+    log_info("search: --model not given, using '" + common.model + "'");
+  if (so.epochs < 0) throw UsageError("--epochs must be >= 0");
+  if (so.warmup < 0) throw UsageError("--warmup must be >= 0");
+  if (so.calib_batches < 0) throw UsageError("--calib-batches must be >= 0");
+  if (so.max_steps_per_epoch < 0) throw UsageError("--steps-per-epoch must be >= 0");
+
+  so.device = setup_runtime(common);
+  so.model = common.model;
+  so.checkpoint = checkpoint;
+  so.data = common.data_options();
+  so.batch_size = common.batch_size;
+  so.seed = common.seed;
+  so.command_line = command;
+  so.budget_kib = kib;
+  so.avg_bits = bits;
+  try {
+    search::QssOptions q;
+    q.sampling = search::parse_sampling(sampling);
+    q.tau.start = tau_start;
+    q.tau.end = tau_end;
+    q.tau.kind = tau_schedule;
+    q.tau.validate();
+    q.all_act_paths = all_act_paths;
+    q.gumbel = !no_gumbel;
+    so.strategy = q.to_json();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  search::run_search(so);
+  return 0;
+}
+
+}  // namespace
+
+AUTOQNN_VERB("search", "search a mixed-precision policy under a size budget (QSS)", cmd_search);
+
+}  // namespace autoqnn::cli
