@@ -74,6 +74,9 @@ class AfpQuantizer final : public pow2::Pow2Quantizer {
     }
     p.scale = p.div;
     p.table = cache_.get(bits, x, [&] { return pow2::make_table(pow2::signed_levels(pow2::afp_magnitudes(E_, M))); });
+    p.format = pow2::Plan::kFloat;  // the format itself: M mantissa bits, smallest normal exponent e_lo + 1
+    p.fmt_m = M;
+    p.fmt_emin = 2 - (1 << E_);
     p.lo = p.table.lo;
     p.hi = p.table.hi;
     return p;

@@ -161,6 +161,9 @@ class EsbQuantizer final : public pow2::Pow2Quantizer {
       p.hi = h - 0.5;
     } else {
       p.table = cache_.get(bits, x, [&] { return pow2::make_table(pow2::signed_levels(pow2::esb_magnitudes(bits, lb))); });
+      p.format = pow2::Plan::kFloat;  // binade 0 = [0, 2) with step 2^-lb: a float format, M = lb, emin = 0
+      p.fmt_m = lb;
+      p.fmt_emin = 0;
       p.lo = p.table.lo;
       p.hi = p.table.hi;
     }

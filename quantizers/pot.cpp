@@ -60,6 +60,7 @@ class PotQuantizer final : public pow2::Pow2Quantizer {
     }
     p.scale = p.div;
     p.table = cache_.get(bits, x, [&] { return pow2::make_table(levels_for(bits), /*geometric=*/true); });
+    p.format = pow2::Plan::kPow2;
     p.lo = p.table.lo;
     p.hi = p.table.hi;
     return p;

@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cmath>
 #include <functional>
 #include <stdexcept>
+#include <type_traits>
 
 namespace autoqnn::quant::pow2 {
 
@@ -29,6 +31,58 @@ bool parse_bool_param(const QuantSpec& s, const std::string& key) {
                               v + "'");
 }
 
+namespace {
+constexpr int kLutShift = 15;  // 23 - 8 mantissa bits per bucket
+
+uint32_t fbits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+float ffrom(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+void build_lut(LevelTable& t, const std::vector<float>& b) {
+  const auto& lv = t.lv;
+  const int L = static_cast<int>(lv.size());
+  bool sym = true;
+  for (int i = 0; i < L; ++i) sym &= lv[i] == -lv[L - 1 - i];
+  int first;  // index of the smallest magnitude in the signed table
+  if (sym && L % 2 == 1) t.kind = LevelTable::kSignedZero, first = L / 2;
+  else if (sym && L % 2 == 0 && L >= 2 && lv[L / 2] > 0) t.kind = LevelTable::kSignedNoZero, first = L / 2;
+  else if (lv[0] >= 0) t.kind = LevelTable::kUnsigned, first = 0;
+  else return;
+  t.n_mag = L - first;
+  std::vector<float> mb(b.begin() + first, b.end());  // positive-side boundaries (never nudged)
+  for (float v : mb)
+    if (!(v > 0)) return;
+  if (mb.empty()) return;
+  const int64_t kmin = fbits(mb.front()) >> kLutShift, kmax = fbits(mb.back()) >> kLutShift;
+  const int64_t size = kmax - kmin + 1;
+  if (size > 65536) return;
+  std::vector<uint16_t> lut(size + 2);
+  lut[0] = 0;
+  lut[size + 1] = static_cast<uint16_t>(mb.size());
+  size_t k = 0;
+  for (int64_t key = kmin; key <= kmax; ++key) {
+    const float start = ffrom(static_cast<uint32_t>(key << kLutShift));
+    const float end = ffrom(static_cast<uint32_t>((key + 1) << kLutShift));
+    while (k < mb.size() && mb[k] < start) ++k;
+    size_t k2 = k;
+    while (k2 < mb.size() && mb[k2] < end) ++k2;
+    if (k2 - k > 1) return;  // two boundaries in one bucket: keep the binary search
+    lut[key - kmin + 1] = static_cast<uint16_t>(k);
+  }
+  mb.push_back(std::numeric_limits<float>::infinity());
+  t.mb = std::move(mb);
+  t.lut = std::move(lut);
+  t.kmin = kmin;
+}
+}  // namespace
+
 LevelTable make_table(const std::vector<double>& lv, bool geometric) {
   TORCH_CHECK(!lv.empty(), "empty level table");
   LevelTable t;
@@ -48,6 +102,7 @@ LevelTable make_table(const std::vector<double>& lv, bool geometric) {
   while (t.P < static_cast<int>(lv.size())) t.P *= 2;
   t.pb = b;
   t.pb.resize(t.P - 1, std::numeric_limits<float>::infinity());
+  build_lut(t, b);
   t.levels = torch::tensor(t.lv, torch::kFloat32);
   t.bounds = b.empty() ? torch::zeros({0}, torch::kFloat32) : torch::tensor(b, torch::kFloat32);
   t.lo = lv.front();
@@ -107,17 +162,41 @@ struct KernelOut {
   float* da = nullptr;   // d out / d alpha per element
 };
 
-// Returns false when a non-finite input was seen.
+// Returns false when a non-finite input was seen. Blocks of 256: the normalisation runs as separate
+// vectorisable loops, then the level lookup (magnitude LUT, else branchless binary search) per element.
 bool run_kernel(const float* x, const Layout& L, const Plan& p, float mlo, float mhi, KernelOut o) {
   const int64_t N = L.outer * L.C * L.inner;
   std::atomic<bool> bad{false};
   const bool has_sub = !p.sub.empty(), has_div = !p.div.empty(), has_alpha = p.alpha.defined();
   const bool has_off = !p.off.empty() && kFuseOffset;
-  const float* pb = p.table.pb.data();
-  const float* lv = p.table.lv.data();
-  const int P = p.table.P;
+  const LevelTable& T = p.table;
+  const float* pb = T.pb.data();
+  const float* lv = T.lv.data();
+  const int P = T.P;
+  const bool use_lut = !p.half_grid && !T.lut.empty();
+  const uint16_t* lut = T.lut.data();
+  const float* mbp = T.mb.data();
+  const int64_t lut_hi = static_cast<int64_t>(T.lut.size()) - 1, kmin = T.kmin;
+  const int nm = T.n_mag;
+  const auto kind = T.kind;
+  // arithmetic formats
+  const int fmt_m = p.fmt_m, fmt_emin = p.fmt_emin;
+  const uint32_t f_half = (1u << (22 - fmt_m)) - 1u, f_mask = ~((1u << (23 - fmt_m)) - 1u);
+  const uint32_t f_mmask = (1u << fmt_m) - 1u;
+  const int f_one = 1 << fmt_m;
+  const float f_sub = std::ldexp(1.f, fmt_m - fmt_emin), f_u = std::ldexp(1.f, fmt_emin - fmt_m);
+  const float f_rcap = static_cast<float>(f_one);
+  const uint32_t f_maxb = fbits(static_cast<float>(T.hi)), f_eminb = fbits(std::ldexp(1.f, fmt_emin));
+  const uint32_t sqrt2_mant = fbits(static_cast<float>(std::sqrt(2.0))) & 0x7fffffu;
+  int pow_emax = 0;
+  if (p.format == Plan::kPow2) pow_emax = static_cast<int>(std::lround(std::log2(T.hi)));
+  TORCH_CHECK(p.format == Plan::kTable || (T.kind == (p.format == Plan::kFloat ? LevelTable::kSignedZero : LevelTable::kSignedNoZero)),
+              "pow2: arithmetic format needs a symmetric table");
+  constexpr int B = 256;
   at::parallel_for(0, N, 16384, [&](int64_t b, int64_t e) {
-    bool local_bad = false;
+    uint32_t nonfinite = 0;
+    float t[B], xn_buf[B], qb[B];
+    int cb[B];
     int64_t i = b;
     while (i < e) {
       const int64_t blk = i / L.inner;
@@ -126,36 +205,125 @@ bool run_kernel(const float* x, const Layout& L, const Plan& p, float mlo, float
       const float sb = has_sub ? p.sub[c] : 0.f, dv = has_div ? p.div[c] : 1.f, al = p.alpha_v;
       const float sc = p.scale[c], of = has_off ? p.off[c] : 0.f;
       const float df = p.dfac.empty() ? 1.f : p.dfac[c];
-      const float clo = p.clo, chi = p.chi, glo = p.glo, ghi = p.ghi;
-      for (; i < stop; ++i) {
-        const float v = x[i];
-        local_bad |= !(v - v == 0.f);  // NaN or inf
-        float t = v;
-        if (has_sub) t = t - sb;
-        if (has_div) t = t / dv;
-        if (has_alpha) t = t / al;
-        float xn = t;
-        if (p.clamp) xn = std::min(std::max(t, clo), chi);
-        float qn;
-        int64_t code;
-        if (p.half_grid) {
-          float f = std::floor(xn);
-          f = std::min(std::max(f, glo), ghi);
-          qn = f + 0.5f;
-          code = static_cast<int64_t>(f - glo);
+      const float clo = p.clo, chi = p.chi, glo = p.glo, ghh = p.ghi + 0.5f;
+      const int iglo = static_cast<int>(p.glo);
+      for (int n = 0; i < stop; i += n) {
+        n = static_cast<int>(std::min<int64_t>(B, stop - i));
+        const float* xi = x + i;
+        for (int j = 0; j < n; ++j) nonfinite |= (fbits(xi[j]) & 0x7f800000u) == 0x7f800000u;  // NaN / inf
+        // the same IEEE operations as the composite path, in its order (explicit variants: vectorised)
+        if (!has_sub && has_div && !has_alpha) {
+          for (int j = 0; j < n; ++j) t[j] = xi[j] / dv;
+        } else if (has_sub && has_div && !has_alpha) {
+          for (int j = 0; j < n; ++j) t[j] = (xi[j] - sb) / dv;
+        } else if (has_sub && has_div && has_alpha) {
+          for (int j = 0; j < n; ++j) t[j] = ((xi[j] - sb) / dv) / al;
+        } else if (!has_sub && !has_div && has_alpha) {
+          for (int j = 0; j < n; ++j) t[j] = xi[j] / al;
         } else {
-          int k = 0;
-          for (int step = P >> 1; step > 0; step >>= 1) k += (pb[k + step - 1] < xn) ? step : 0;
-          code = k;
-          qn = lv[k];
+          for (int j = 0; j < n; ++j) {
+            float v = xi[j];
+            if (has_sub) v = v - sb;
+            if (has_div) v = v / dv;
+            if (has_alpha) v = v / al;
+            t[j] = v;
+          }
         }
-        if (o.out) o.out[i] = has_off ? qn * sc + of : qn * sc;
-        if (o.codes) o.codes[i] = code;
-        if (o.mask) o.mask[i] = (t >= mlo) & (t <= mhi);
-        if (o.da) o.da[i] = df * ((t >= clo && t <= chi) ? qn - xn : qn);
+        const float* xn = t;
+        if (p.clamp) {
+          for (int j = 0; j < n; ++j) {  // = clamp (NaN stays NaN)
+            float v = t[j];
+            v = v < clo ? clo : v;
+            xn_buf[j] = v > chi ? chi : v;
+          }
+          xn = xn_buf;
+        }
+        // level lookup -> qb (normalised level), cb (code); branch-free loops
+        if (p.half_grid) {
+          for (int j = 0; j < n; ++j) {
+            float v = xn[j];
+            v = v < glo ? glo : v;
+            v = v > ghh ? ghh : v;  // floor(v) now in [glo, ghi]; NaN: garbage code, reported below
+            const int iv = static_cast<int>(v);
+            const int fl = iv - (v < static_cast<float>(iv) ? 1 : 0);
+            cb[j] = fl - iglo;
+            qb[j] = static_cast<float>(fl) + 0.5f;
+          }
+        } else if (p.format == Plan::kFloat) {
+          for (int j = 0; j < n; ++j) {  // integer masks instead of branches (random signs / regimes)
+            const uint32_t ab = fbits(xn[j]) & 0x7fffffffu;
+            uint32_t qn_n = (ab + f_half) & f_mask;  // round to M mantissa bits, ties toward zero
+            qn_n = qn_n > f_maxb ? f_maxb : qn_n;   // non-negative floats order like their bits
+            float r = ffrom(ab) * f_sub;             // uniform part below 2^emin (exact scaling)
+            r = r > f_rcap ? f_rcap : r;
+            const int ir = static_cast<int>(r);
+            const int k = ir + static_cast<int>(r - static_cast<float>(ir) > 0.5f);
+            const uint32_t subm = 0u - static_cast<uint32_t>(ab < f_eminb);
+            const uint32_t qbits = (fbits(static_cast<float>(k) * f_u) & subm) | (qn_n & ~subm);
+            const int mi_n = f_one + ((static_cast<int>(qbits >> 23) - 127 - fmt_emin) << fmt_m) +
+                             static_cast<int>((qbits >> (23 - fmt_m)) & f_mmask);
+            const int mi = static_cast<int>((static_cast<uint32_t>(k) & subm) | (static_cast<uint32_t>(mi_n) & ~subm));
+            const uint32_t negm = 0u - static_cast<uint32_t>(xn[j] < 0.f);
+            cb[j] = (nm - 1) + mi - static_cast<int>(static_cast<uint32_t>(2 * mi) & negm);
+            qb[j] = ffrom(qbits | (0x80000000u & negm & (0u - static_cast<uint32_t>(qbits != 0))));
+          }
+        } else if (p.format == Plan::kPow2) {
+          for (int j = 0; j < n; ++j) {
+            const uint32_t ab = fbits(xn[j]) & 0x7fffffffu;
+            int e = static_cast<int>(ab >> 23) - 127 + ((ab & 0x7fffffu) > sqrt2_mant ? 1 : 0);
+            e = ab < 0x3f800000u ? 0 : e;  // |x| < 1 -> level 1
+            e = e > pow_emax ? pow_emax : e;
+            const int neg = xn[j] < 0.f ? 1 : 0;
+            cb[j] = nm + e - neg * (2 * e + 1);
+            qb[j] = ffrom(static_cast<uint32_t>(e + 127) << 23 | (neg ? 0x80000000u : 0u));
+          }
+        } else if (use_lut) {
+          auto lut_loop = [&](auto kind_c) {
+            constexpr int kd = decltype(kind_c)::value;
+            for (int j = 0; j < n; ++j) {
+              const uint32_t ab = fbits(xn[j]) & 0x7fffffffu;
+              int64_t kk = static_cast<int64_t>(ab >> kLutShift) - kmin + 1;
+              kk = kk < 0 ? 0 : kk;
+              kk = kk > lut_hi ? lut_hi : kk;
+              const int k0 = lut[kk];
+              const int mi = k0 + (mbp[k0] < ffrom(ab) ? 1 : 0);
+              const int neg = xn[j] < 0.f ? 1 : 0;  // arithmetic select: signs are unpredictable
+              int code;
+              if (kd == LevelTable::kSignedZero) code = (nm - 1) + mi - 2 * neg * mi;
+              else if (kd == LevelTable::kSignedNoZero) code = nm + mi - neg * (2 * mi + 1);
+              else code = mi;
+              cb[j] = code;
+              qb[j] = lv[code];
+            }
+          };
+          if (kind == LevelTable::kSignedZero) lut_loop(std::integral_constant<int, LevelTable::kSignedZero>());
+          else if (kind == LevelTable::kSignedNoZero) lut_loop(std::integral_constant<int, LevelTable::kSignedNoZero>());
+          else lut_loop(std::integral_constant<int, LevelTable::kUnsigned>());
+        } else {
+          for (int j = 0; j < n; ++j) {
+            const float v = xn[j];
+            int k = 0;
+            for (int step = P >> 1; step > 0; step >>= 1) k += (pb[k + step - 1] < v) ? step : 0;
+            cb[j] = k;
+            qb[j] = lv[k];
+          }
+        }
+        if (o.out) {
+          float* out = o.out + i;
+          if (has_off)
+            for (int j = 0; j < n; ++j) out[j] = qb[j] * sc + of;
+          else
+            for (int j = 0; j < n; ++j) out[j] = qb[j] * sc;
+        }
+        if (o.codes)
+          for (int j = 0; j < n; ++j) o.codes[i + j] = cb[j];
+        if (o.mask)
+          for (int j = 0; j < n; ++j) o.mask[i + j] = (t[j] >= mlo) & (t[j] <= mhi);
+        if (o.da)
+          for (int j = 0; j < n; ++j) o.da[i + j] = df * ((t[j] >= clo && t[j] <= chi) ? qb[j] - xn[j] : qb[j]);
       }
     }
-    if (local_bad) bad = true;
+    if (nonfinite) bad = true;
   });
   return !bad;
 }
@@ -205,9 +373,10 @@ void Pow2Quantizer::std_mean(const torch::Tensor& x, std::vector<double>* sd, st
   mean->assign(C, 0.0);
   if (x.numel() == 0) return;
   if (x.device().is_cpu() && x.scalar_type() == torch::kFloat32) {
-    // One pass, shifted by the channel's first element K: S1 = sum(v - K), S2 = sum((v - K)^2) in double,
-    // 4 lanes by position, fixed chunks -> deterministic and identical for a channel and the same values
-    // quantized per tensor; a constant channel gives exactly mean = K, std = 0.
+    // One pass, shifted by the channel's first element K: S1 = sum(v - K), S2 = sum((v - K)^2); float lanes
+    // by position inside blocks of 1024, double across blocks, fixed chunks -> deterministic (independent of
+    // the thread count) and identical for a channel and the same values quantized per tensor; a constant
+    // channel gives exactly mean = K, std = 0.
     auto xc = x.detach().contiguous();
     const float* px = xc.data_ptr<float>();
     const Layout L = layout_of(xc.sizes(), axis_);
@@ -218,29 +387,37 @@ void Pow2Quantizer::std_mean(const torch::Tensor& x, std::vector<double>* sd, st
     at::parallel_for(0, C * nch, 1, [&](int64_t tb, int64_t te) {
       for (int64_t task = tb; task < te; ++task) {
         const int64_t c = task / nch, k = task % nch;
-        const double kc = K[c];
-        double s1[4] = {0, 0, 0, 0}, s2[4] = {0, 0, 0, 0};
-        channel_runs(px, L, c, k * kChunk, std::min(n, (k + 1) * kChunk), [&](const float* ptr, int64_t len, int64_t pos) {
-          int64_t j = 0;
-          for (; j < len && ((pos + j) & 3); ++j) {
-            const double d = ptr[j] - kc;
-            s1[(pos + j) & 3] += d;
-            s2[(pos + j) & 3] += d * d;
-          }
-          for (; j + 4 <= len; j += 4)
-            for (int l = 0; l < 4; ++l) {
-              const double d = ptr[j + l] - kc;
-              s1[l] += d;
-              s2[l] += d * d;
+        const float kc = static_cast<float>(K[c]);
+        double s1 = 0, s2 = 0;
+        const int64_t p_end = std::min(n, (k + 1) * kChunk);
+        for (int64_t q0 = k * kChunk; q0 < p_end; q0 += 1024) {  // blocks of 1024 positions, 8 float lanes
+          float l1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, l2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          channel_runs(px, L, c, q0, std::min(p_end, q0 + 1024), [&](const float* ptr, int64_t len, int64_t pos) {
+            int64_t j = 0;
+            for (; j < len && ((pos + j) & 7); ++j) {
+              const float d = ptr[j] - kc;
+              l1[(pos + j) & 7] += d;
+              l2[(pos + j) & 7] += d * d;
             }
-          for (; j < len; ++j) {
-            const double d = ptr[j] - kc;
-            s1[(pos + j) & 3] += d;
-            s2[(pos + j) & 3] += d * d;
+            for (; j + 8 <= len; j += 8)
+              for (int l = 0; l < 8; ++l) {
+                const float d = ptr[j + l] - kc;
+                l1[l] += d;
+                l2[l] += d * d;
+              }
+            for (; j < len; ++j) {
+              const float d = ptr[j] - kc;
+              l1[(pos + j) & 7] += d;
+              l2[(pos + j) & 7] += d * d;
+            }
+          });
+          for (int l = 0; l < 8; ++l) {
+            s1 += l1[l];
+            s2 += l2[l];
           }
-        });
-        part[task * 2] = (s1[0] + s1[1]) + (s1[2] + s1[3]);
-        part[task * 2 + 1] = (s2[0] + s2[1]) + (s2[2] + s2[3]);
+        }
+        part[task * 2] = s1;
+        part[task * 2 + 1] = s2;
       }
     });
     for (int64_t c = 0; c < C; ++c) {
@@ -283,16 +460,27 @@ std::vector<double> Pow2Quantizer::absmax(const torch::Tensor& x) const {
     at::parallel_for(0, C * nch, 1, [&](int64_t tb, int64_t te) {
       for (int64_t task = tb; task < te; ++task) {
         const int64_t c = task / nch, k = task % nch;
-        float m = 0.f;
-        bool bad = false;
+        float lm[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // max is exact: any lane order gives the same result
+        uint32_t nf = 0;
         channel_runs(px, L, c, k * kChunk, std::min(n, (k + 1) * kChunk), [&](const float* ptr, int64_t len, int64_t) {
-          for (int64_t j = 0; j < len; ++j) {
-            const float a = std::fabs(ptr[j]);
-            bad |= !(a - a == 0.f);
-            m = a > m ? a : m;
+          int64_t j = 0;
+          for (; j + 8 <= len; j += 8)
+            for (int l = 0; l < 8; ++l) {
+              const uint32_t u = fbits(ptr[j + l]) & 0x7fffffffu;
+              nf |= static_cast<uint32_t>(u >= 0x7f800000u);
+              const float a = ffrom(u);
+              lm[l] = a > lm[l] ? a : lm[l];
+            }
+          for (; j < len; ++j) {
+            const uint32_t u = fbits(ptr[j]) & 0x7fffffffu;
+            nf |= static_cast<uint32_t>(u >= 0x7f800000u);
+            const float a = ffrom(u);
+            lm[0] = a > lm[0] ? a : lm[0];
           }
         });
-        part[task] = bad ? std::numeric_limits<float>::quiet_NaN() : m;
+        float m = 0.f;
+        for (int l = 0; l < 8; ++l) m = lm[l] > m ? lm[l] : m;
+        part[task] = nf ? std::numeric_limits<float>::quiet_NaN() : m;
       }
     });
     for (int64_t c = 0; c < C; ++c)

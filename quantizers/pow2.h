@@ -63,6 +63,14 @@ struct LevelTable {
   // host copies (the fused kernel): levels, boundaries padded with +inf to P - 1 entries (P = 2^ceil(log2 L))
   std::vector<float> lv, pb;
   int P = 1;
+  // Magnitude lookup (symmetric or non-negative tables): the index among the n magnitudes is
+  // k0 + (mb[k0] < |x|), k0 = lut[bucket], bucket = top 8 mantissa bits + exponent of |x| (at most one
+  // boundary per bucket, checked when built). Same result as the binary search; lut empty = not usable.
+  enum Kind { kSignedZero, kSignedNoZero, kUnsigned, kOther } kind = kOther;
+  std::vector<uint16_t> lut;
+  std::vector<float> mb;  // magnitude boundaries, +inf padded (n entries)
+  int n_mag = 0;
+  int64_t kmin = 0;
   // tensors on the device / dtype of the input (composite path, Encoded::table)
   torch::Tensor levels, bounds;
   double lo = 0, hi = 0;  // min / max level
@@ -106,6 +114,12 @@ struct Plan {
   float glo = 0, ghi = 0;
   LevelTable table;                         // when !half_grid
   double lo = 0, hi = 0;                    // level range (PWL_C clip)
+  // Optional arithmetic form of the table for the fused kernel (same result as the table lookup):
+  //   kFloat: |levels| = a float format with M mantissa bits, smallest normal exponent emin (uniform step
+  //           2^(emin-M) below 2^emin, incl. 0), largest level = table.hi; ties toward zero (ESB, AFP);
+  //   kPow2:  |levels| = 2^e, e = 0..table.hi's exponent, log-domain rounding at float(sqrt2) 2^e (PoT).
+  enum Format { kTable, kFloat, kPow2 } format = kTable;
+  int fmt_m = 0, fmt_emin = 0;
   bool check_input = false;                 // no statistic reads x: check it for NaN/inf explicitly
 };
 

@@ -17,15 +17,21 @@ using namespace autoqnn;
 
 namespace {
 
-// A fresh directory per test under the build tree's test tmp dir.
-std::string test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path d = fs::path(AUTOQNN_TEST_TMP) /
-               ("data_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+// A fresh directory per test under the build tree's test tmp dir, removed when the test ends.
+struct TestDir {
+  std::string path;
+  TestDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    fs::path d = fs::path(AUTOQNN_TEST_TMP) / ("data_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    fs::create_directories(d);
+    path = d.string();
+  }
+  ~TestDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
 
 void put_be32(std::vector<uint8_t>& v, uint32_t x) {
   for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
@@ -92,7 +98,8 @@ void write_fake_fashion(const std::string& dir, uint32_t n_train, uint32_t n_tes
 }  // namespace
 
 TEST(DataIdx, ReadsPlainAndGzip) {
-  const auto dir = test_dir();
+  TestDir tmp;
+  const std::string& dir = tmp.path;
   const auto bytes = idx_images(5, 3, 4);
   write_plain(dir + "/img", bytes);
   write_gzip(dir + "/img.gz", bytes);
@@ -113,7 +120,8 @@ TEST(DataIdx, ReadsPlainAndGzip) {
 }
 
 TEST(DataIdx, CorruptFilesNameTheFile) {
-  const auto dir = test_dir();
+  TestDir tmp;
+  const std::string& dir = tmp.path;
   // bad magic: a label file read as images, and garbage
   write_plain(dir + "/labels_as_images", idx_labels(4));
   expect_error_naming([&] { read_idx_images(dir + "/labels_as_images"); }, dir + "/labels_as_images", "magic");
@@ -149,7 +157,8 @@ TEST(DataIdx, CorruptFilesNameTheFile) {
 }
 
 TEST(DataIdx, LoadSplitsChecksCountsAndMissingFiles) {
-  const auto dir = test_dir();
+  TestDir tmp;
+  const std::string& dir = tmp.path;
   write_fake_fashion(dir, 60, 20, /*gz=*/true);
   write_gzip(dir + "/t10k-labels-idx1-ubyte.gz", idx_labels(19));  // mismatch with 20 images
   DataOptions o;
@@ -160,7 +169,8 @@ TEST(DataIdx, LoadSplitsChecksCountsAndMissingFiles) {
 }
 
 TEST(DataIdx, FakeFashionSplits) {
-  const auto dir = test_dir();
+  TestDir tmp;
+  const std::string& dir = tmp.path;
   write_fake_fashion(dir, 60, 20, /*gz=*/false);  // plain files are found too
   DataOptions o;
   o.data_dir = dir;
@@ -187,7 +197,8 @@ TEST(DataIdx, FakeFashionSplits) {
 }
 
 TEST(DataCifar, LoadsTinyBatchesAndValidates) {
-  const auto dir = test_dir();
+  TestDir tmp;
+  const std::string& dir = tmp.path;
   // 3 records in data_batch_1..5 and test_batch: label i % 10, pixel k = (i + k) % 256.
   auto batch = [](int n, int label_offset) {
     std::vector<uint8_t> v;

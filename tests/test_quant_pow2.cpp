@@ -141,7 +141,7 @@ TEST(Pow2Pot, LevelsAndMappingMatchReferenceFormula) {
     auto q = mk("pot:" + std::to_string(b));
     auto out = q->forward(x);
     const double lam[4] = {1.0, 0.9, 0.4, 0.03};
-    const float a = static_cast<float>(static_cast<float>(sd_of(x)) * static_cast<float>(lam[b - 1])) + 1e-7f;
+    const float a = static_cast<float>(sd_of(x) * lam[b - 1] + 1e-7);
     const int max_exp = (1 << (b - 1)) - 1;
     std::vector<double> lv;
     for (int e = max_exp; e >= 0; --e) lv.push_back(-std::ldexp(double(a), e));
@@ -153,7 +153,8 @@ TEST(Pow2Pot, LevelsAndMappingMatchReferenceFormula) {
       const double r = std::fabs(xv[i] / a);
       const double e = std::min<double>(max_exp, std::max(0.0, std::round(std::log2(r))));
       if (std::fabs(std::log2(r) - std::floor(std::log2(r)) - 0.5) < 1e-4) continue;  // skip near-ties
-      EXPECT_NEAR(ov[i], (xv[i] < 0 ? -1 : 1) * std::ldexp(double(a), int(e)), 1e-6 * a) << "b=" << b << " i=" << i;
+      const double want = (xv[i] < 0 ? -1 : 1) * std::ldexp(double(a), int(e));
+      EXPECT_NEAR(ov[i], want, 1e-6 * std::fabs(want)) << "b=" << b << " i=" << i;
     }
     EXPECT_LE(uniq(out).size(), size_t(1) << b);
   }
@@ -652,4 +653,75 @@ TEST(Pow2Common, CudaMatchesCpuContract) {
     cpu->eval();
     EXPECT_LT((cpu->forward(in.cpu()) - out.cpu()).abs().max().item<double>(), 1e-5);
   }
+}
+
+TEST(Pow2Common, FusedKernelEqualsCompositePath) {
+  // The fused CPU kernel and the composite tensor-op path (used on CUDA) compute the same IEEE operations.
+  auto x = gaussian({6, 5, 3, 3}, 19) * 0.07 + 0.01;
+  auto xa = torch::relu(gaussian({6, 5, 3, 3}, 20)) * 2.0;
+  struct Restore {
+    ~Restore() { pow2::set_fused_kernels(true); }
+  } restore;
+  for (const auto& [s, role] : all_specs()) {
+    SCOPED_TRACE(s);
+    const auto& in = role == Role::Weight ? x : xa;
+    auto q = mk(s, role);
+    q->train();
+    std::vector<torch::Tensor> outs, grads, agrads;
+    for (bool fused : {true, false}) {
+      pow2::set_fused_kernels(fused);
+      auto xi = in.clone().requires_grad_(true);
+      for (auto& prm : q->parameters())
+        if (prm.grad().defined()) prm.grad().zero_();
+      auto y = q->forward(xi);
+      (y * torch::linspace(-1, 2, y.numel()).reshape(y.sizes())).sum().backward();
+      outs.push_back(y.detach());
+      grads.push_back(xi.grad().clone());
+      auto ps = q->parameters();
+      agrads.push_back(ps.empty() ? torch::zeros({}) : ps[0].grad().clone());
+      q->eval();
+      EXPECT_TRUE(torch::equal(q->encode(in).dequantize(), q->forward(in))) << "fused=" << fused;
+      q->train();
+    }
+    EXPECT_TRUE(torch::equal(outs[0], outs[1]));
+    EXPECT_LT((grads[0] - grads[1]).abs().max().item<double>(), 1e-5 * (1 + grads[1].abs().max().item<double>()));
+    EXPECT_LT((agrads[0] - agrads[1]).abs().max().item<double>(), 1e-4 * (1 + agrads[1].abs().max().item<double>()));
+  }
+}
+
+TEST(Pow2Common, TiesGoTowardZeroOnBothPaths) {
+  // AFP with max|x| in (r_max/2, r_max] has scale 1, so inputs sit exactly on the decision boundaries.
+  // E2M1 levels {0, .125, .25, .375, .5, .75, 1, 1.5}: midpoints .0625 .1875 .3125 .4375 .625 .875 1.25
+  struct Restore {
+    ~Restore() { pow2::set_fused_kernels(true); }
+  } restore;
+  auto x = torch::tensor({1.5f, 0.0625f, 0.1875f, 0.3125f, 0.4375f, 0.625f, 0.875f, 1.25f, -0.0625f, -0.1875f,
+                          -0.3125f, -0.4375f, -0.625f, -0.875f, -1.25f, -0.0f});
+  const std::vector<double> want = {1.5, 0, .125, .25, .375, .5, .75, 1, 0, -.125, -.25, -.375, -.5, -.75, -1, 0};
+  for (bool fused : {true, false}) {
+    pow2::set_fused_kernels(fused);
+    auto q = mk("afp:4:e=2");
+    auto out = q->forward(x);
+    expect_near_vec(vec(out), want, 0, fused ? "fused" : "composite");
+    EXPECT_FALSE(std::signbit(out[15].item<float>()));  // -0 -> +0 (the table's zero)
+    // ESB b=5 k=2 (float format, M = 2): ties in normalised units; PoT: geometric ties, 0 -> +level
+    auto qe = mk("esb:5:k=2");
+    auto xe = torch::tensor({0.125f, 0.375f, 1.875f, 2.25f, 7.5f, -0.125f, -1.875f, -2.25f, 3.0f, -3.0f});
+    auto sc = qe->encode(xe).scale.item<float>();
+    auto oe = qe->forward(xe * sc) / sc;  // the scale depends on the data: rescale the same data
+    EXPECT_TRUE(torch::equal(qe->forward(xe * sc), qe->encode(xe * sc).dequantize()));
+    (void)oe;
+  }
+  // ESB ties with a known scale: build data whose alpha we read back, then probe boundaries through encode
+  pow2::set_fused_kernels(true);
+  auto base = gaussian({4000}, 21);
+  auto qe = mk("esb:5:k=2");
+  const float a = qe->encode(base).scale.item<float>();
+  auto probe = torch::tensor({0.125f, 0.375f, 1.875f, 2.25f, 7.5f, -0.125f, -1.875f, -2.25f, 0.3f, -0.3f}) * a;
+  auto xin = torch::cat({base, probe});
+  // alpha moves slightly with the probes; fall back to comparing fused and composite on these points
+  auto f1 = qe->forward(xin);
+  pow2::set_fused_kernels(false);
+  auto f0 = qe->forward(xin);
+  EXPECT_TRUE(torch::equal(f0, f1));
 }

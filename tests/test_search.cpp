@@ -498,6 +498,7 @@ TEST(Search, TightBudgetIsMetAndDrivesExpectedSizeToIt) {
   SearchOptions o = tiny_options("tight");
   const double budget = lo.weight_bytes + 0.3 * (mean - lo.weight_bytes);  // well below E[size] at the start
   o.budget_kib = budget / 1024.0;
+  o.epochs = 6;
   o.log = tmp_dir() + "/tight.csv";
   SearchResult r = run_search(o);
   EXPECT_LE(r.policy.totals.weight_bytes, budget);
@@ -518,7 +519,7 @@ TEST(Search, TightBudgetIsMetAndDrivesExpectedSizeToIt) {
   std::getline(csv, line);
   EXPECT_TRUE(contains(line, "epoch,phase,tau") && contains(line, "layer,weight,act,prob")) << line;
   while (std::getline(csv, line)) ++rows;
-  EXPECT_EQ(rows, 4 * 5 * 6);  // 4 epochs x 5 layers x 6 candidates
+  EXPECT_EQ(rows, 7 * 5 * 6);  // 7 epochs x 5 layers x 6 candidates
 }
 
 TEST(Search, SameSeedSamePolicyAndResumeEqualsUninterrupted) {
@@ -631,8 +632,9 @@ TEST(SearchCli, UsageErrorsInfeasibleBudgetAndARun) {
   auto h = run_cli("search --help");
   EXPECT_EQ(h.rc, 0);
   EXPECT_TRUE(contains(h.out, "--budget-kib") && contains(h.out, "--from-state")) << h.out;
-  const std::string base = "search --model lenet5 --dataset synthetic --train-limit 300 --batch-size 50 --threads 2 "
+  const std::string common = "search --dataset synthetic --train-limit 300 --batch-size 50 --threads 2 "
                            "--checkpoint " + fp32_checkpoint() + " --space " + tiny_space();
+  const std::string base = common + " --model lenet5";
   auto r = run_cli(base + " --out " + tmp_dir() + "/cli.json");
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_TRUE(contains(r.out, "--budget-kib")) << r.out;
@@ -644,7 +646,7 @@ TEST(SearchCli, UsageErrorsInfeasibleBudgetAndARun) {
   r = run_cli(base + " --avg-bits 0.2 --out " + tmp_dir() + "/cli.json");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "minimum feasible budget is --budget-kib")) << r.out;
-  r = run_cli(base + " --avg-bits 2 --model resnet8 --out " + tmp_dir() + "/cli.json");
+  r = run_cli(common + " --avg-bits 2 --model resnet8 --out " + tmp_dir() + "/cli.json");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "lenet5")) << r.out;
   EXPECT_FALSE(fs::exists(tmp_dir() + "/cli.json"));
