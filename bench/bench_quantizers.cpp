@@ -18,7 +18,7 @@
 #include "quantizers/registry.h"
 
 using namespace autoqnn::quant;
-namespace qd = autoqnn::quant::detail;
+namespace qd = autoqnn::quant::fq;
 
 namespace {
 

@@ -14,6 +14,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 
@@ -129,32 +130,68 @@ void BM_Search(benchmark::State& st, const std::string& mode) {
   st.counters["img/s"] = benchmark::Counter(static_cast<double>(kBatch), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Every candidate quantizer of every layer once, forward only without autograd: the floor of what mixing
+// costs (weights: all candidates; acts: all candidates on the layer inputs of one batch).
+void BM_CandidateQuantizers(benchmark::State& st, bool acts) {
+  SearchSetup s("soft");
+  auto& net = s.strat->supernet();
+  // record the inputs of every layer once
+  std::vector<torch::Tensor> inputs;
+  {
+    torch::NoGradGuard ng;
+    net.fix_argmax();
+    for (auto& L : net.layers()) L.layer->record_shapes = true;
+    net.forward(batch().x);
+    for (auto& L : net.layers()) inputs.push_back(torch::randn(L.layer->last_input_shape).relu());
+  }
+  for (auto _ : st) {
+    torch::NoGradGuard ng;
+    for (size_t l = 0; l < net.layers().size(); ++l) {
+      const auto& L = net.layers()[l];
+      const auto& mq = acts ? L.aq : L.wq;
+      if (!mq) continue;
+      for (int64_t i = 0; i < mq->size(); ++i)
+        if (mq->candidate(i)) benchmark::DoNotOptimize(mq->candidate(i)->forward(acts ? inputs[l] : L.layer->weight_param()));
+    }
+  }
+}
+
 // Collects the real time of every benchmark to print the ratios to the FP32 step at the end.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const auto& r : runs)
-      if (r.run_type == Run::RT_Iteration) times_[r.benchmark_name()] = r.GetAdjustedRealTime();
+      if (r.run_type == Run::RT_Iteration) {
+        std::string name = r.benchmark_name();
+        auto cut = name.find("/real_time");
+        if (cut != std::string::npos) name.erase(cut);
+        times_[name] = {r.GetAdjustedRealTime(), r.GetAdjustedCPUTime()};
+      }
     ConsoleReporter::ReportRuns(runs);
   }
   void print_ratios() const {
     auto base = times_.find("BM_Fp32TrainStep");
     if (base == times_.end()) return;
-    std::printf("\nratio to one FP32 training step of ResNet-20 (batch %lld), same run:\n",
+    const double br = base->second.first, bc = base->second.second;
+    std::printf("\nratio to one FP32 training step of ResNet-20 (batch %lld), same run (real time; CPU time):\n",
                 static_cast<long long>(kBatch));
-    for (const auto& [name, t] : times_)
-      std::printf("  %-36s %8.1f ms  %5.2fx%s\n", name.c_str(), t, t / base->second,
-                  name.rfind("BM_SearchStep/", 0) == 0 ? (t / base->second <= 2.0 ? "  (<= 2x: ok)" : "  (> 2x!)") : "");
+    for (const auto& [name, t] : times_) {
+      const bool req = name.rfind("BM_SearchStep/", 0) == 0;
+      std::printf("  %-32s %9.1f ms %6.2fx   %9.1f ms %6.2fx%s\n", name.c_str(), t.first, t.first / br, t.second,
+                  t.second / bc, req ? (t.first / br <= 2.0 ? "   (<= 2x: ok)" : "   (> 2x!)") : "");
+    }
   }
 
  private:
-  std::map<std::string, double> times_;
+  std::map<std::string, std::pair<double, double>> times_;  // real, cpu (ms)
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  init_threads(0);
+  // AUTOQNN_BENCH_THREADS=1 gives CPU times that a loaded machine does not distort (docs/benchmarks.md).
+  const char* th = std::getenv("AUTOQNN_BENCH_THREADS");
+  std::printf("intra-op threads: %d\n", init_threads(th ? std::atoi(th) : 0));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RegisterBenchmark("BM_Fp32TrainStep", BM_Fp32TrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -168,6 +205,10 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("BM_SearchArchStep/" + mode).c_str(), BM_Search<2>, mode)
         ->Unit(benchmark::kMillisecond)->UseRealTime();
   }
+  benchmark::RegisterBenchmark("BM_CandidateQuantizers/weights", BM_CandidateQuantizers, false)
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("BM_CandidateQuantizers/acts", BM_CandidateQuantizers, true)
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
   RatioReporter rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
   rep.print_ratios();

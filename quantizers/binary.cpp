@@ -45,7 +45,7 @@ class BinaryQuantizer final : public SchemeQuantizer {
   Plan plan(const torch::Tensor& x) {
     Plan p;
     p.C = channels_of(x);
-    auto m = detail::to_host(stat_mean_abs(x));
+    auto m = fq::to_host(stat_mean_abs(x));
     p.s.resize(p.C);
     for (int64_t c = 0; c < p.C; ++c) p.s[c] = 2.f * m[c];
     set_range(p, -0.5, 0.5);

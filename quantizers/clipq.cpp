@@ -21,7 +21,7 @@ class ClipQuantizer final : public SchemeQuantizer {
     std::vector<float> ac;
     torch::Tensor ac_t;
     Plan p = plan(x, bits, ac, ac_t);
-    detail::HalfGrid g(ac.data(), nullptr, bits);
+    fq::HalfGrid g(ac.data(), nullptr, bits);
     return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), {}); });
   }
 
@@ -33,7 +33,7 @@ class ClipQuantizer final : public SchemeQuantizer {
     std::vector<float> ac;
     torch::Tensor ac_t;
     Plan p = plan(x, b, ac, ac_t);
-    detail::HalfGrid g(ac.data(), nullptr, b);
+    fq::HalfGrid g(ac.data(), nullptr, b);
     auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), {}); });
     return encode_grid(qn, p, b, base);
   }
@@ -50,14 +50,14 @@ class ClipQuantizer final : public SchemeQuantizer {
   Plan plan(const torch::Tensor& x, int bits, std::vector<float>& ac, torch::Tensor& ac_t) {
     Plan p;
     p.C = channels_of(x);
-    auto sd = detail::to_host(stat_std_mean(x).first);
+    auto sd = fq::to_host(stat_std_mean(x).first);
     p.s.resize(p.C);
     ac.resize(p.C);
     for (int64_t c = 0; c < p.C; ++c) {
       p.s[c] = kClipqLambda[bits - 1] * sd[c];
       ac[c] = p.s[c] > 0 ? p.s[c] : 1.f;
     }
-    ac_t = detail::from_host(ac, per_channel(), x);
+    ac_t = fq::from_host(ac, per_channel(), x);
     set_range(p, -std::ldexp(1.0, bits - 1) + 0.5, std::ldexp(1.0, bits - 1) - 0.5);
     finish_plan(p, x);
     return p;

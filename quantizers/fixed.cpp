@@ -57,7 +57,7 @@ class FixedQuantizer final : public SchemeQuantizer {
   Plan plan(const torch::Tensor& x, int bits) {
     Plan p;
     p.C = channels_of(x);
-    auto m = detail::to_host(track("max_abs", stat_max_abs(x)));
+    auto m = fq::to_host(track("max_abs", stat_max_abs(x)));
     p.s.resize(p.C);
     for (int64_t c = 0; c < p.C; ++c) p.s[c] = step_for(m[c], bits);
     const double lo = -std::ldexp(1.0, bits - 1), hi = std::ldexp(1.0, bits - 1) - 1;
@@ -72,7 +72,7 @@ class FixedQuantizer final : public SchemeQuantizer {
     const float* s = p.s.data();
     auto qf = [s, lo, hi](int64_t c) {
       const float sc = s[c];
-      return [sc, lo, hi](float v) { return detail::rne(detail::clampf(v / sc, lo, hi)); };
+      return [sc, lo, hi](float v) { return fq::rne(fq::clampf(v / sc, lo, hi)); };
     };
     auto qc = [&](const torch::Tensor& xd) { return torch::round(xd / bcast(p.s_t, xd)).clamp(lo, hi); };
     return f(qf, qc);

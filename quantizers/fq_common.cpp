@@ -6,7 +6,7 @@
 #include "quantizers/registry.h"
 
 namespace autoqnn::quant {
-namespace detail {
+namespace fq {
 
 namespace {
 std::atomic<bool> g_fused{true};
@@ -88,7 +88,7 @@ torch::Tensor from_host(const std::vector<float>& v, bool per_channel, const tor
   return t.to(like.device());
 }
 
-}  // namespace detail
+}  // namespace fq
 
 // ---------------------------------------------------------------- SchemeQuantizer
 SchemeQuantizer::SchemeQuantizer(QuantSpec spec, Role role) : Quantizer(std::move(spec), role) {
@@ -129,10 +129,10 @@ void SchemeQuantizer::finish_plan(Plan& p, const torch::Tensor& x) const {
     p.xhi.assign(p.C, std::numeric_limits<float>::infinity());
   }
   const bool pc = per_channel();
-  p.s_t = detail::from_host(p.s, pc, x);
-  p.off_t = p.off.empty() ? torch::Tensor() : detail::from_host(p.off, pc, x);
-  p.xlo_t = detail::from_host(p.xlo, pc, x);
-  p.xhi_t = detail::from_host(p.xhi, pc, x);
+  p.s_t = fq::from_host(p.s, pc, x);
+  p.off_t = p.off.empty() ? torch::Tensor() : fq::from_host(p.off, pc, x);
+  p.xlo_t = fq::from_host(p.xlo, pc, x);
+  p.xhi_t = fq::from_host(p.xhi, pc, x);
 }
 
 torch::Tensor SchemeQuantizer::stat_max_abs(const torch::Tensor& x) const {
@@ -142,7 +142,7 @@ torch::Tensor SchemeQuantizer::stat_max_abs(const torch::Tensor& x) const {
     auto mm = torch::aminmax(x.detach());
     m = torch::max(std::get<1>(mm), -std::get<0>(mm));
   } else {
-    auto d = detail::reduce_dims(x.dim(), axis_);
+    auto d = fq::reduce_dims(x.dim(), axis_);
     m = torch::max(x.detach().amax(d), -x.detach().amin(d));
   }
   check_finite(m, "max|x|");
@@ -157,7 +157,7 @@ std::pair<torch::Tensor, torch::Tensor> SchemeQuantizer::stat_min_max(const torc
     mn = std::get<0>(mm);
     mx = std::get<1>(mm);
   } else {
-    auto d = detail::reduce_dims(x.dim(), axis_);
+    auto d = fq::reduce_dims(x.dim(), axis_);
     mn = x.detach().amin(d);
     mx = x.detach().amax(d);
   }
@@ -169,9 +169,17 @@ std::pair<torch::Tensor, torch::Tensor> SchemeQuantizer::stat_min_max(const torc
 torch::Tensor SchemeQuantizer::stat_mean_abs(const torch::Tensor& x) const {
   torch::NoGradGuard ng;
   torch::Tensor m;
-  if (!per_channel()) m = x.detach().norm(1) / static_cast<double>(x.numel());
+  if (fq::fusable(x)) {  // one vectorised pass (torch's norm(1) is ~4x slower on CPU)
+    const auto L = fq::layout_of(x.sizes(), axis_);
+    auto s = fq::reduce_runs<1>(x.data_ptr<float>(), L,
+                                [](int64_t) { return [](float v, float* t) { t[0] = std::fabs(v); }; });
+    const double n = static_cast<double>(count_per_channel(x));
+    std::vector<float> h(L.C);
+    for (int64_t c = 0; c < L.C; ++c) h[c] = static_cast<float>(s[c] / n);
+    m = fq::from_host(h, per_channel(), x);
+  } else if (!per_channel()) m = x.detach().norm(1) / static_cast<double>(x.numel());
   else
-    m = at::norm(x.detach(), c10::optional<at::Scalar>(1), detail::reduce_dims(x.dim(), axis_), false) /
+    m = at::norm(x.detach(), c10::optional<at::Scalar>(1), fq::reduce_dims(x.dim(), axis_), false) /
         static_cast<double>(count_per_channel(x));
   check_finite(m, "mean|x|");
   return m.to(torch::kFloat32);
@@ -180,9 +188,27 @@ torch::Tensor SchemeQuantizer::stat_mean_abs(const torch::Tensor& x) const {
 std::pair<torch::Tensor, torch::Tensor> SchemeQuantizer::stat_std_mean(const torch::Tensor& x) const {
   torch::NoGradGuard ng;
   const bool unbiased = count_per_channel(x) > 1;
+  if (fq::fusable(x)) {  // two vectorised passes (mean, then centred squares); torch's std_mean is ~30x slower
+    const auto L = fq::layout_of(x.sizes(), axis_);
+    const float* xp = x.data_ptr<float>();
+    auto s1 = fq::reduce_runs<1>(xp, L, [](int64_t) { return [](float v, float* t) { t[0] = v; }; });
+    const double n = static_cast<double>(count_per_channel(x));
+    std::vector<float> mean(L.C), sd(L.C);
+    for (int64_t c = 0; c < L.C; ++c) mean[c] = static_cast<float>(s1[c] / n);
+    const float* mp = mean.data();
+    auto s2 = fq::reduce_runs<1>(xp, L, [mp](int64_t c) {
+      const float m = mp[c];
+      return [m](float v, float* t) { t[0] = (v - m) * (v - m); };
+    });
+    for (int64_t c = 0; c < L.C; ++c) sd[c] = static_cast<float>(std::sqrt(s2[c] / (unbiased ? n - 1 : n)));
+    auto sd_t = fq::from_host(sd, per_channel(), x), mean_t = fq::from_host(mean, per_channel(), x);
+    check_finite(sd_t, "std(x)");
+    check_finite(mean_t, "mean(x)");
+    return {sd_t, mean_t};
+  }
   std::tuple<torch::Tensor, torch::Tensor> sm;
   if (!per_channel()) sm = torch::std_mean(x.detach(), unbiased);
-  else sm = torch::std_mean(x.detach(), detail::reduce_dims(x.dim(), axis_), unbiased, false);
+  else sm = torch::std_mean(x.detach(), fq::reduce_dims(x.dim(), axis_), unbiased, false);
   auto sd = std::get<0>(sm), mean = std::get<1>(sm);
   check_finite(sd, "std(x)");
   check_finite(mean, "mean(x)");

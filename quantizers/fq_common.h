@@ -21,12 +21,13 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "quantizers/quantizer.h"
 
 namespace autoqnn::quant {
-namespace detail {
+namespace fq {
 
 // Fused CPU kernels on (default) / off. Tests and the benchmark compare both paths.
 void set_fused_kernels(bool on);
@@ -75,14 +76,18 @@ void for_each_run(const Layout& L, const F& f, int64_t grain = 32768) {
 }
 
 // Per-channel sums of K terms: g(c) returns a callable (float v, float* t) writing K terms for element v.
-// Deterministic (fixed chunking, independent of the thread count); float lanes, double totals.
+// Deterministic (fixed chunking, independent of the thread count); float partial sums over blocks of 256,
+// double totals. The terms of a block are first written to a small buffer, then summed: both loops
+// vectorise (write terms as selects, `cond ? a : 0.f`, not as bool-to-float casts, which GCC leaves scalar).
 template <int K, class G>
 std::vector<double> reduce_runs(const float* x, const Layout& L, const G& g) {
+  constexpr int B = 256;
   const int64_t N = L.numel();
   const int64_t chunk = std::max<int64_t>(32768, (N + 63) / 64);
   const int64_t nchunks = std::max<int64_t>(1, (N + chunk - 1) / chunk);
   std::vector<double> part(static_cast<size_t>(nchunks * L.C * K), 0.0);
   at::parallel_for(0, nchunks, 1, [&](int64_t cb, int64_t ce) {
+    alignas(64) float tb[K][B];
     for (int64_t k = cb; k < ce; ++k) {
       double* acc = part.data() + k * L.C * K;
       const int64_t b = k * chunk, e = std::min(N, b + chunk);
@@ -92,26 +97,25 @@ std::vector<double> reduce_runs(const float* x, const Layout& L, const G& g) {
         const int64_t c = blk % L.C;
         const int64_t stop = std::min(e, (blk + 1) * L.inner);
         auto term = g(c);
-        double dsum[K] = {};
-        for (int64_t j = i; j < stop;) {
-          const int64_t je = std::min(stop, j + 1024);
-          float lane[K][8] = {};
-          int64_t n8 = j + (je - j) / 8 * 8;
-          for (; j < n8; j += 8)
-            for (int l = 0; l < 8; ++l) {
-              float t[K];
-              term(x[j + l], t);
-              for (int q = 0; q < K; ++q) lane[q][l] += t[q];
-            }
-          for (; j < je; ++j) {
+        for (int64_t j0 = i; j0 < stop; j0 += B) {
+          const int n = static_cast<int>(std::min<int64_t>(B, stop - j0));
+          const float* xp = x + j0;
+          for (int j = 0; j < n; ++j) {
             float t[K];
-            term(x[j], t);
-            for (int q = 0; q < K; ++q) lane[q][0] += t[q];
+            term(xp[j], t);
+            for (int q = 0; q < K; ++q) tb[q][j] = t[q];
           }
-          for (int q = 0; q < K; ++q)
-            for (int l = 0; l < 8; ++l) dsum[q] += lane[q][l];
+          for (int q = 0; q < K; ++q) {
+            float lane[8] = {};
+            const int n8 = n / 8 * 8;
+            for (int j = 0; j < n8; j += 8)
+              for (int l = 0; l < 8; ++l) lane[l] += tb[q][j + l];
+            double s = 0;
+            for (int j = n8; j < n; ++j) s += tb[q][j];
+            for (int l = 0; l < 8; ++l) s += lane[l];
+            acc[c * K + q] += s;
+          }
         }
-        for (int q = 0; q < K; ++q) acc[c * K + q] += dsum[q];
         i = stop;
       }
     }
@@ -120,6 +124,22 @@ std::vector<double> reduce_runs(const float* x, const Layout& L, const G& g) {
   for (int64_t k = 0; k < nchunks; ++k)
     for (int64_t j = 0; j < L.C * K; ++j) out[j] += part[k * L.C * K + j];
   return out;
+}
+
+// Calls f(std::integral_constant<int, B>{}) for the runtime value b in [1, 8] (compile-time loop counts
+// vectorise; runtime ones do not).
+template <class F>
+decltype(auto) with_bits(int b, F&& f) {
+  switch (b) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
 }
 
 // Where the target has fast FMA, a compiler may contract q * s + off into one fma (GCC does by default in
@@ -192,7 +212,7 @@ std::vector<float> to_host(const torch::Tensor& t);
 // [] (C == 1 and per tensor) or [C] float32 tensor on `like`'s device from host values.
 torch::Tensor from_host(const std::vector<float>& v, bool per_channel, const torch::Tensor& like);
 
-}  // namespace detail
+}  // namespace fq
 
 // Base class of the schemes in this family: bit checks, statistic helpers, the fused / composite
 // fake-quantisation with the backward rule, affine encoding.
@@ -228,7 +248,7 @@ class SchemeQuantizer : public Quantizer {
   torch::Tensor track(const std::string& name, const torch::Tensor& batch);
 
   // Fake quantisation with the backward rule. qf: per-channel level functor for the fused path (see
-  // detail::map_fq); qc: composite qn(x) from tensor ops (x detached), identical arithmetic.
+  // fq::map_fq); qc: composite qn(x) from tensor ops (x detached), identical arithmetic.
   template <class QF, class QC>
   torch::Tensor fake_quant(const torch::Tensor& x, const Plan& p, const QF& qf, const QC& qc);
   // qn(x) by the same path fake_quant would take.
@@ -258,20 +278,20 @@ template <class QF, class QC>
 torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p, const QF& qf, const QC& qc) {
   const bool need_grad = x.requires_grad() && torch::GradMode::is_enabled();
   const bool pwl_mix = backward_ != Backward::STE && grad_ratio_ > 0 && is_training();
-  if (detail::fusable(x) && !pwl_mix) {
-    auto compute = [&]() -> detail::ValueAndMask {
-      const auto L = detail::layout_of(x.sizes(), axis_);
+  if (fq::fusable(x) && !pwl_mix) {
+    auto compute = [&]() -> fq::ValueAndMask {
+      const auto L = fq::layout_of(x.sizes(), axis_);
       const auto xd = x.detach();
       auto out = torch::empty_like(xd, at::MemoryFormat::Contiguous);
       torch::Tensor mask;
       if (need_grad && backward_ == Backward::PWL_C) mask = torch::empty(xd.sizes(), xd.options().dtype(torch::kBool));
-      detail::map_fq(L, xd.data_ptr<float>(), out.data_ptr<float>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
+      fq::map_fq(L, xd.data_ptr<float>(), out.data_ptr<float>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
                      qf, p.s.data(), p.off.empty() ? nullptr : p.off.data(), p.xlo.data(), p.xhi.data());
-      if (!p.off.empty() && !detail::kFuseOffset) out.add_(bcast(p.off_t, out));
+      if (!p.off.empty() && !fq::kFuseOffset) out.add_(bcast(p.off_t, out));
       return {out, mask};
     };
     if (!need_grad) return compute().first;
-    return detail::straight_through(x, compute);
+    return fq::straight_through(x, compute);
   }
   torch::Tensor val;
   {
@@ -286,9 +306,9 @@ torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p,
 template <class QF, class QC>
 torch::Tensor SchemeQuantizer::levels_of(const torch::Tensor& x, const QF& qf, const QC& qc) const {
   torch::NoGradGuard ng;
-  if (detail::fusable(x)) {
+  if (fq::fusable(x)) {
     auto qn = torch::empty_like(x, at::MemoryFormat::Contiguous);
-    detail::map_qn(detail::layout_of(x.sizes(), axis_), x.data_ptr<float>(), qn.data_ptr<float>(), qf);
+    fq::map_qn(fq::layout_of(x.sizes(), axis_), x.data_ptr<float>(), qn.data_ptr<float>(), qf);
     return qn;
   }
   return qc(x.detach());

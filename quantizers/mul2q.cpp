@@ -21,7 +21,7 @@ class Mul2Quantizer final : public SchemeQuantizer {
     std::vector<float> ac;
     torch::Tensor ac_t;
     Plan p = plan(x, bits, ac, ac_t);
-    detail::HalfGrid g(ac.data(), p.off.data(), bits);
+    fq::HalfGrid g(ac.data(), p.off.data(), bits);
     return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), bcast(p.off_t, xd)); });
   }
 
@@ -33,7 +33,7 @@ class Mul2Quantizer final : public SchemeQuantizer {
     std::vector<float> ac;
     torch::Tensor ac_t;
     Plan p = plan(x, b, ac, ac_t);
-    detail::HalfGrid g(ac.data(), p.off.data(), b);
+    fq::HalfGrid g(ac.data(), p.off.data(), b);
     auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), bcast(p.off_t, xd)); });
     return encode_grid(qn, p, b, base);
   }
@@ -51,7 +51,7 @@ class Mul2Quantizer final : public SchemeQuantizer {
     Plan p;
     p.C = channels_of(x);
     auto sm = stat_std_mean(x);
-    auto sd = detail::to_host(sm.first), mean = detail::to_host(sm.second);
+    auto sd = fq::to_host(sm.first), mean = fq::to_host(sm.second);
     p.s.resize(p.C);
     p.off.resize(p.C);
     ac.resize(p.C);
@@ -60,7 +60,7 @@ class Mul2Quantizer final : public SchemeQuantizer {
       p.off[c] = mean[c];
       ac[c] = p.s[c] + 1e-7f;
     }
-    ac_t = detail::from_host(ac, per_channel(), x);
+    ac_t = fq::from_host(ac, per_channel(), x);
     set_range(p, -std::ldexp(1.0, bits - 1) + 0.5, std::ldexp(1.0, bits - 1) - 0.5);
     finish_plan(p, x);
     return p;

@@ -31,7 +31,7 @@ struct PactFn : public torch::autograd::Function<PactFn> {
       for (int64_t i = b; i < e; ++i) {
         const float v = xp[i];
         nan |= (v != v);
-        op[i] = detail::rne(detail::clampf(v / s, 0.f, L)) * s;
+        op[i] = fq::rne(fq::clampf(v / s, 0.f, L)) * s;
       }
       if (nan) bad = true;
     });
@@ -69,7 +69,7 @@ struct PactFn : public torch::autograd::Function<PactFn> {
             const float xn = xp[i] / s;
             const bool inside = (xn >= 0.f) & (xn < L);
             if (gxp) gxp[i] = inside ? gp[i] : 0.f;
-            const float qn = detail::rne(detail::clampf(xn, 0.f, L));
+            const float qn = fq::rne(fq::clampf(xn, 0.f, L));
             const float da = xn >= L ? 1.f : (inside ? (qn - xn) / L : 0.f);
             lane += gp[i] * da;
           }
@@ -103,7 +103,7 @@ class PactQuantizer final : public SchemeQuantizer {
     const int64_t L = (int64_t(1) << bits) - 1;
     auto a = alpha_eff();
     const bool pwl_mix = backward_ != Backward::STE && grad_ratio_ > 0 && is_training();
-    if (detail::fusable(x) && a.device().is_cpu() && !pwl_mix) {
+    if (fq::fusable(x) && a.device().is_cpu() && !pwl_mix) {
       if (torch::GradMode::is_enabled() && (x.requires_grad() || a.requires_grad())) return PactFn::apply(x, a, L);
       torch::NoGradGuard ng;
       return PactFn::apply(x, a, L);
@@ -136,7 +136,7 @@ class PactQuantizer final : public SchemeQuantizer {
     p.s = {s};
     finish_plan(p, x);
     if (x.numel() == 0) return encode_grid(torch::zeros(x.sizes(), x.options().dtype(torch::kFloat32)), p, b, 0.0);
-    auto qf = [s, L](int64_t) { return [s, L](float v) { return detail::rne(detail::clampf(v / s, 0.f, L)); }; };
+    auto qf = [s, L](int64_t) { return [s, L](float v) { return fq::rne(fq::clampf(v / s, 0.f, L)); }; };
     auto qc = [&](const torch::Tensor& xd) { return torch::round(xd / p.s_t).clamp(0, static_cast<double>(L)); };
     check_finite(x.detach().amax(), "max(x)");
     return encode_grid(levels_of(x, qf, qc), p, b, 0.0);

@@ -4,6 +4,8 @@
 // table is summed in the same order as the forward, so dequantize() is bit exact) and a unit scale.
 // Storage: b bits per element + C * 2^b table floats + 1 scale float.
 // Activations: EMA of the alphas; alpha i is stored at index i (the reference stores them one step late).
+#include <array>
+
 #include "quantizers/fq_common.h"
 #include "quantizers/schemes.h"
 
@@ -17,14 +19,16 @@ class ResidualQuantizer final : public SchemeQuantizer {
   std::vector<float> al_;
   torch::Tensor al_t_;  // [bits] or [bits, C] on x's device
 
-  // Per-channel chain out_b(v) (defined first: the return type is deduced).
-  auto chain_fn(int b) const {
-    const float* al = al_.data();
-    return [al, b](int64_t c) {
-      const float* a = al + c * b;
-      return [a, b](float v) {
+  // Chain of the first J alphas per channel (al row stride `stride`): out_J(v). J is a compile-time
+  // constant so that the loops vectorise; o + (+-a) in this order is exactly what the level table sums.
+  template <int J>
+  static auto chain_fn(const float* al, int stride) {
+    return [al, stride](int64_t c) {
+      std::array<float, J> a;
+      for (int j = 0; j < J; ++j) a[j] = al[c * stride + j];
+      return [a](float v) {
         float o = 0.f;
-        for (int j = 0; j < b; ++j) o = o + ((v - o) >= 0.f ? a[j] : -a[j]);
+        for (int j = 0; j < J; ++j) o = o + ((v - o) >= 0.f ? a[j] : -a[j]);
         return o;
       };
     };
@@ -39,7 +43,10 @@ class ResidualQuantizer final : public SchemeQuantizer {
     check_bits(bits);
     if (x.numel() == 0) return x.clone();
     Plan p = plan(x, bits);
-    return fake_quant(x, p, chain_fn(bits), [&](const torch::Tensor& xd) { return chain_tensor(xd, bits).first; });
+    auto qc = [&](const torch::Tensor& xd) { return chain_tensor(xd, bits).first; };
+    return fq::with_bits(bits, [&](auto B) {
+      return fake_quant(x, p, chain_fn<decltype(B)::value>(al_.data(), bits), qc);
+    });
   }
 
   Encoded encode(const torch::Tensor& x) override {
@@ -67,12 +74,12 @@ class ResidualQuantizer final : public SchemeQuantizer {
       }
     auto t = torch::tensor(table, torch::kFloat32);
     e.table = (per_channel() ? t.reshape({C, L}) : t).to(x.device());
-    if (detail::fusable(x)) {
+    if (fq::fusable(x)) {
       e.codes = torch::empty(x.sizes(), x.options().dtype(torch::kInt64));
       const float* xp = x.data_ptr<float>();
       int64_t* cp = e.codes.data_ptr<int64_t>();
       const float* al = al_.data();
-      detail::for_each_run(detail::layout_of(x.sizes(), axis_), [&](int64_t c, int64_t lo, int64_t hi) {
+      fq::for_each_run(fq::layout_of(x.sizes(), axis_), [&](int64_t c, int64_t lo, int64_t hi) {
         const float* a = al + c * b;
         for (int64_t i = lo; i < hi; ++i) {
           float o = 0.f;
@@ -103,13 +110,13 @@ class ResidualQuantizer final : public SchemeQuantizer {
   // Sum |x - out_j(x)| per channel, out_j the chain with the first j alphas in al_ (host), fused path.
   std::vector<double> residual_abs_sum(const torch::Tensor& x, int b, int j) const {
     const float* al = al_.data();
-    return detail::reduce_runs<1>(x.data_ptr<float>(), detail::layout_of(x.sizes(), axis_), [al, b, j](int64_t c) {
-      const float* a = al + c * b;
-      return [a, j](float v, float* t) {
-        float o = 0.f;
-        for (int i = 0; i < j; ++i) o = o + ((v - o) >= 0.f ? a[i] : -a[i]);
-        t[0] = std::fabs(v - o);
-      };
+    const auto L = fq::layout_of(x.sizes(), axis_);
+    return fq::with_bits(j, [&](auto J) {
+      auto chain = chain_fn<decltype(J)::value>(al, b);
+      return fq::reduce_runs<1>(x.data_ptr<float>(), L, [&chain](int64_t c) {
+        auto o = chain(c);
+        return [o](float v, float* t) { t[0] = std::fabs(v - o(v)); };
+      });
     });
   }
 
@@ -117,9 +124,9 @@ class ResidualQuantizer final : public SchemeQuantizer {
   torch::Tensor batch_alphas(const torch::Tensor& x, int b, const torch::Tensor& first) {
     const int64_t C = channels_of(x);
     al_.assign(C * b, 0.f);
-    auto a0 = detail::to_host(first);
+    auto a0 = fq::to_host(first);
     for (int64_t c = 0; c < C; ++c) al_[c * b] = a0[c];
-    if (detail::fusable(x)) {
+    if (fq::fusable(x)) {
       const double n = static_cast<double>(count_per_channel(x));
       for (int j = 1; j < b; ++j) {
         auto s = residual_abs_sum(x, b, j);
@@ -134,9 +141,9 @@ class ResidualQuantizer final : public SchemeQuantizer {
         torch::Tensor a;
         if (j == 0) a = first;
         else if (!per_channel()) a = r.abs().mean().to(torch::kFloat32);
-        else a = r.abs().mean(detail::reduce_dims(x.dim(), axis_)).to(torch::kFloat32);
+        else a = r.abs().mean(fq::reduce_dims(x.dim(), axis_)).to(torch::kFloat32);
         check_finite(a, "mean|residual|");
-        auto h = detail::to_host(a);
+        auto h = fq::to_host(a);
         for (int64_t c = 0; c < C; ++c) al_[c * b + j] = h[c];
         auto ab = bcast(a, xd).to(xd.scalar_type());
         out = out + torch::where(r >= 0, ab, -ab);
@@ -178,7 +185,7 @@ class ResidualQuantizer final : public SchemeQuantizer {
         full.narrow(0, 0, b).copy_(batch);
         use = track("alphas", full);
       }
-      auto h = detail::to_host(use.narrow(0, 0, b).contiguous());  // [b] or [b, C] row-major
+      auto h = fq::to_host(use.narrow(0, 0, b).contiguous());  // [b] or [b, C] row-major
       al_.assign(p.C * b, 0.f);
       for (int64_t c = 0; c < p.C; ++c)
         for (int j = 0; j < b; ++j) al_[c * b + j] = h[j * p.C + c];

@@ -60,19 +60,18 @@ class TernaryQuantizer final : public SchemeQuantizer {
     torch::NoGradGuard ng;
     const int64_t C = channels_of(x);
     std::vector<float> alpha(C);
-    if (detail::fusable(x)) {
+    if (fq::fusable(x)) {
       const float* d = delta.data();
-      auto sums = detail::reduce_runs<2>(x.data_ptr<float>(), detail::layout_of(x.sizes(), axis_), [d](int64_t c) {
+      auto sums = fq::reduce_runs<2>(x.data_ptr<float>(), fq::layout_of(x.sizes(), axis_), [d](int64_t c) {
         const float dc = d[c];
         return [dc](float v, float* t) {
           const float a = std::fabs(v);
-          const bool in = a > dc;
-          t[0] = in ? a : 0.f;
-          t[1] = in ? 1.f : 0.f;
+          t[0] = a > dc ? a : 0.f;
+          t[1] = a > dc ? 1.f : 0.f;
         };
       });
       for (int64_t c = 0; c < C; ++c) alpha[c] = sums[2 * c + 1] > 0 ? float(sums[2 * c] / sums[2 * c + 1]) : 0.f;
-      return detail::from_host(alpha, per_channel(), x);
+      return fq::from_host(alpha, per_channel(), x);
     }
     auto a = x.detach().abs();
     auto m = (a > bcast(delta_t, a)).to(a.scalar_type());
@@ -81,7 +80,7 @@ class TernaryQuantizer final : public SchemeQuantizer {
       s = (a * m).sum();
       n = m.sum();
     } else {
-      auto d = detail::reduce_dims(x.dim(), axis_);
+      auto d = fq::reduce_dims(x.dim(), axis_);
       s = (a * m).sum(d);
       n = m.sum(d);
     }
@@ -96,15 +95,15 @@ class TernaryQuantizer final : public SchemeQuantizer {
     torch::Tensor alpha_t;
     if (running_ready("alpha", shape) && running_ready("delta", shape)) {
       auto bufs = named_buffers(false);
-      delta = detail::to_host(bufs["delta"]);
+      delta = fq::to_host(bufs["delta"]);
       alpha_t = bufs["alpha"].to(x.device());
     } else {
-      auto db = detail::to_host(delta_batch);
-      auto ab = batch_alpha(x, db, detail::from_host(db, per_channel(), x));
-      delta = detail::to_host(track("delta", delta_batch));
+      auto db = fq::to_host(delta_batch);
+      auto ab = batch_alpha(x, db, fq::from_host(db, per_channel(), x));
+      delta = fq::to_host(track("delta", delta_batch));
       alpha_t = track("alpha", ab);
     }
-    p.s = detail::to_host(alpha_t);
+    p.s = fq::to_host(alpha_t);
     set_range(p, -1, 1);
     finish_plan(p, x);
     return p;
@@ -118,7 +117,7 @@ class TernaryQuantizer final : public SchemeQuantizer {
       return [dc](float v) { return v > dc ? 1.f : (v < -dc ? -1.f : 0.f); };
     };
     auto qc = [&](const torch::Tensor& xd) {
-      auto dt = bcast(detail::from_host(delta, per_channel(), xd), xd);
+      auto dt = bcast(fq::from_host(delta, per_channel(), xd), xd);
       return (xd > dt).to(xd.scalar_type()) - (xd < -dt).to(xd.scalar_type());
     };
     return f(qf, qc);

@@ -62,15 +62,15 @@ class UniformQuantizer final : public SchemeQuantizer {
     p.C = channels_of(x);
     if (!asym_) {
       const float N = static_cast<float>((1 << (bits - 1)) - 1);
-      auto m = detail::to_host(track("max_abs", stat_max_abs(x)));
+      auto m = fq::to_host(track("max_abs", stat_max_abs(x)));
       p.s.resize(p.C);
       for (int64_t c = 0; c < p.C; ++c) p.s[c] = m[c] > 0 ? m[c] / N : 1.f;
       set_range(p, -N, N);
     } else {
       const float L = static_cast<float>((1 << bits) - 1);
       auto mm = stat_min_max(x);
-      auto mn = detail::to_host(track("min", mm.first));
-      auto mx = detail::to_host(track("max", mm.second));
+      auto mn = fq::to_host(track("min", mm.first));
+      auto mx = fq::to_host(track("max", mm.second));
       p.s.resize(p.C);
       p.off.resize(p.C);
       for (int64_t c = 0; c < p.C; ++c) {
@@ -94,7 +94,7 @@ class UniformQuantizer final : public SchemeQuantizer {
       const float N = static_cast<float>((1 << (bits - 1)) - 1);
       auto qf = [s, N](int64_t c) {
         const float sc = s[c];
-        return [sc, N](float v) { return detail::rne(detail::clampf(v / sc, -N, N)); };
+        return [sc, N](float v) { return fq::rne(fq::clampf(v / sc, -N, N)); };
       };
       auto qc = [&](const torch::Tensor& xd) { return torch::round(xd / bcast(p.s_t, xd)).clamp(-N, N); };
       return f(p, qf, qc);
@@ -103,7 +103,7 @@ class UniformQuantizer final : public SchemeQuantizer {
     const float* o = p.off.data();
     auto qf = [s, o, L](int64_t c) {
       const float sc = s[c], oc = o[c];
-      return [sc, oc, L](float v) { return detail::rne(detail::clampf((v - oc) / sc, 0.f, L)); };
+      return [sc, oc, L](float v) { return fq::rne(fq::clampf((v - oc) / sc, 0.f, L)); };
     };
     auto qc = [&](const torch::Tensor& xd) {
       return torch::round((xd - bcast(p.off_t, xd)) / bcast(p.s_t, xd)).clamp(0, L);

@@ -19,7 +19,7 @@ class VecQuantizer final : public SchemeQuantizer {
     std::vector<float> a;
     torch::Tensor a_t;
     Plan p = plan(x, bits, a, a_t);
-    detail::HalfGrid g(a.data(), nullptr, bits);
+    fq::HalfGrid g(a.data(), nullptr, bits);
     return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
   }
 
@@ -31,7 +31,7 @@ class VecQuantizer final : public SchemeQuantizer {
     std::vector<float> a;
     torch::Tensor a_t;
     Plan p = plan(x, b, a, a_t);
-    detail::HalfGrid g(a.data(), nullptr, b);
+    fq::HalfGrid g(a.data(), nullptr, b);
     auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
     return encode_grid(qn, p, b, base);
   }
@@ -48,15 +48,15 @@ class VecQuantizer final : public SchemeQuantizer {
   Plan plan(const torch::Tensor& x, int bits, std::vector<float>& a, torch::Tensor& a_t) {
     Plan p;
     p.C = channels_of(x);
-    auto sd = detail::to_host(stat_std_mean(x).first);
+    auto sd = fq::to_host(stat_std_mean(x).first);
     a.resize(p.C);
     for (int64_t c = 0; c < p.C; ++c) a[c] = kVecqLambda[bits - 1] * sd[c] + 1e-7f;
-    a_t = detail::from_host(a, per_channel(), x);
-    detail::HalfGrid g(a.data(), nullptr, bits);
+    a_t = fq::from_host(a, per_channel(), x);
+    fq::HalfGrid g(a.data(), nullptr, bits);
     // Least-squares scale: <x, c> / <c, c> per channel.
     std::vector<double> xc(p.C), cc(p.C);
-    if (detail::fusable(x)) {
-      auto sums = detail::reduce_runs<2>(x.data_ptr<float>(), detail::layout_of(x.sizes(), axis_), [&g](int64_t c) {
+    if (fq::fusable(x)) {
+      auto sums = fq::reduce_runs<2>(x.data_ptr<float>(), fq::layout_of(x.sizes(), axis_), [&g](int64_t c) {
         auto q = g(c);
         return [q](float v, float* t) {
           const float qv = q(v);
@@ -78,7 +78,7 @@ class VecQuantizer final : public SchemeQuantizer {
         s1 = (xdd * q).sum();
         s2 = (q * q).sum();
       } else {
-        auto d = detail::reduce_dims(x.dim(), axis_);
+        auto d = fq::reduce_dims(x.dim(), axis_);
         s1 = (xdd * q).sum(d);
         s2 = (q * q).sum(d);
       }

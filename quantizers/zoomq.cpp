@@ -48,8 +48,8 @@ class ZoomQuantizer final : public SchemeQuantizer {
     Plan p;
     p.C = channels_of(x);
     auto mm = stat_min_max(x);
-    auto mn = detail::to_host(track("min", mm.first));
-    auto mx = detail::to_host(track("max", mm.second));
+    auto mn = fq::to_host(track("min", mm.first));
+    auto mx = fq::to_host(track("max", mm.second));
     const double levels = std::ldexp(1.0, bits);
     p.s.resize(p.C);
     p.off.resize(p.C);
@@ -74,7 +74,7 @@ class ZoomQuantizer final : public SchemeQuantizer {
     const float* o = p.off.data();
     auto qf = [s, o, top](int64_t c) {
       const float sc = s[c], oc = o[c];
-      return [sc, oc, top](float v) { return detail::rne(detail::clampf((v - oc) / sc - 0.5f, 0.f, top)) + 0.5f; };
+      return [sc, oc, top](float v) { return fq::rne(fq::clampf((v - oc) / sc - 0.5f, 0.f, top)) + 0.5f; };
     };
     auto qc = [&](const torch::Tensor& xd) {
       return torch::round((xd - bcast(p.off_t, xd)) / bcast(p.s_t, xd) - 0.5).clamp(0, top) + 0.5;

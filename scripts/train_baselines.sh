@@ -10,7 +10,7 @@ if [ -z "${AQ:-}" ]; then bash scripts/install-deps.sh; bash scripts/build.sh; A
 mkdir -p runs
 if [ "$which" = lenet5 ] || [ "$which" = all ]; then
   [ -f runs/lenet5_fp32.pt ] || /usr/bin/time -f "lenet5 wall %e s" \
-    "$AQ" train --model lenet5 --epochs 15 --lr 0.05 --batch-size 128 --seed 1 --out runs/lenet5_fp32.pt
+    "$AQ" train --model lenet5 --epochs 10 --lr 0.05 --batch-size 128 --seed 1 --out runs/lenet5_fp32.pt
   "$AQ" eval --model lenet5 --checkpoint runs/lenet5_fp32.pt --json
 fi
 if [ "$which" = resnet20 ] || [ "$which" = all ]; then

@@ -53,7 +53,7 @@ if ! grep -q '"spec": "fp32"' "$JSONL"; then
   # FP32 weight bytes as the policies count them: the quantizable layers' weights (no biases / BN)
   "$BIN" policy uniform --model lenet5 --weight fp32 --out "$OUT_DIR/fp32.json" 2>/dev/null
   fpb=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["totals"]["weight_bytes"])' "$OUT_DIR/fp32.json")
-  echo "{\"spec\": \"fp32\", \"top1_conv\": $(echo "$e" | jget top1), \"top1_ft\": null, \"weight_bytes\": $fpb, \"avg_bits\": 32.0, \"verify\": \"-\"}" >>"$JSONL"
+  echo "{\"spec\": \"fp32\", \"top1_conv\": $(echo "$e" | jget top1), \"top1_ft\": null, \"weight_bytes\": $fpb, \"avg_bits\": 32.0, \"verify\": \"-\", \"n\": $(echo "$e" | jget n), \"checkpoint\": \"$FP\"}" >>"$JSONL"
 fi
 
 # One spec: policy -> convert -> eval -> finetune -> eval -> export --verify; appends one JSON line.
@@ -83,7 +83,7 @@ run_spec() {
       --json 2>>"$OUT_DIR/$tag.log"); then
     if [ "$(echo "$x" | jget weight_bytes)" = "$(echo "$ef" | jget weight_bytes)" ]; then verify=ok; fi
   fi
-  echo "{\"spec\": \"$spec\", \"top1_conv\": $(echo "$ec" | jget top1), \"top1_ft\": $(echo "$ef" | jget top1), \"weight_bytes\": $(echo "$ef" | jget weight_bytes), \"avg_bits\": $(echo "$ef" | jget avg_weight_bits), \"verify\": \"$verify\", \"seconds\": $(( $(date +%s) - t0 ))}" >>"$JSONL"
+  echo "{\"spec\": \"$spec\", \"top1_conv\": $(echo "$ec" | jget top1), \"top1_ft\": $(echo "$ef" | jget top1), \"weight_bytes\": $(echo "$ef" | jget weight_bytes), \"avg_bits\": $(echo "$ef" | jget avg_weight_bits), \"verify\": \"$verify\", \"n\": $(echo "$ef" | jget n), \"seconds\": $(( $(date +%s) - t0 ))}" >>"$JSONL"
 }
 
 failed=""
@@ -106,8 +106,11 @@ def key(r):
     s, _, b = r["spec"].partition(":")
     return (order.index(s) if s in order else 99, int(b) if b.isdigit() else 0)
 q = sorted((r for r in rows if r["spec"] != "fp32"), key=key)
+n = fp.get("n") if fp else None
+src = f" (FP32 checkpoint `{fp['checkpoint']}`)" if fp and fp.get("checkpoint") else ""
 lines = ["<!-- uniform-table:begin -->",
-         f"LeNet-5 on Fashion-MNIST (test set, 10 000 images), every layer's weight quantized with one spec, "
+         f"LeNet-5 on Fashion-MNIST (top-1 on {'the first ' + str(n) if n else 'the'} test images{src}), "
+         f"every layer's weight quantized with one spec, "
          f"activations `{act}`; converted = calibrated only, finetuned = {epochs} epochs of QAT "
          f"(`scripts/uniform_table.sh`{', ARGS=`' + args + '`' if args else ''}). Weight bytes = bit-packed codes + "
          f"scales/tables, exactly the bytes `autoqnn export` writes (verify column: export --verify passed and its "

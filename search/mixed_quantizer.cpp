@@ -54,6 +54,20 @@ torch::Tensor MixedQuantizer::forward(const torch::Tensor& x) {
     // Act slot, cheap path: value = Q_idx(x) exactly (mix[idx] is exactly 1 in value); the gradient
     // reaches the architecture through mix[idx] only.
     if (!weight && !s.all_act_paths) return run(idx, x) * mix[idx].to(x.scalar_type());
+    // Exact straight-through path. The mixing weights are one-hot in value, so the input (and the
+    // candidates' own parameters) get their gradient from the sampled candidate alone; the others are
+    // only needed for d mix_i = <grad, Q_i(x)> and are evaluated without autograd:
+    //   out = Q_idx(x) + (mix - onehot) . stop_grad([Q_1(x) ... Q_n(x)])     ((mix - onehot) is 0 in value)
+    auto q = run(idx, x);
+    std::vector<torch::Tensor> qs;
+    qs.reserve(static_cast<size_t>(n));
+    {
+      torch::NoGradGuard ng;
+      for (int64_t i = 0; i < n; ++i) qs.push_back((i == idx ? q.detach() : run(i, x)).reshape({1, -1}));
+    }
+    auto delta = mix.to(x.scalar_type()) - torch::one_hot(torch::tensor(idx, mix.options().dtype(torch::kLong)), n)
+                                               .to(x.scalar_type());
+    return q + torch::matmul(delta.unsqueeze(0), torch::cat(qs, 0)).reshape(x.sizes());
   }
   // Soft mode, or the exact straight-through path: every candidate, mixed by one matrix product so the
   // backward is one product as well (d mix = Q . grad, d Q_i = mix_i * grad).

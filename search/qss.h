@@ -3,10 +3,11 @@
 // sampling and a temperature annealed over the search epochs.
 //
 // Options (SearchOptions::strategy JSON, saved in the state):
-//   sampling      "soft" (default): every candidate evaluated and mixed by y = softmax((theta + g) / tau)
-//                 "hard": straight-through Gumbel: the forward value is the sampled candidate; weight
-//                 steps evaluate only the sampled candidates, architecture steps evaluate every weight
-//                 candidate (cheap) and only the sampled act candidate unless all_act_paths
+//   sampling      "hard" (default): straight-through Gumbel: the forward value is the sampled candidate;
+//                 weight steps evaluate only the sampled candidates, architecture steps evaluate every
+//                 weight candidate (the unsampled ones without autograd) and only the sampled act
+//                 candidate unless all_act_paths. ~1.4x an FP32 step on ResNet-20 (docs/benchmarks.md)
+//                 "soft": every candidate evaluated and mixed by y = softmax((theta + g) / tau), ~2x
 //   tau_start, tau_end, tau_schedule   5, 0.1, "exp" (see TemperatureSchedule)
 //   all_act_paths false: see ArchSample::all_act_paths
 //   gumbel        true: false drops the noise (deterministic softmax(theta / tau) relaxation)
@@ -20,7 +21,7 @@
 namespace autoqnn::search {
 
 struct QssOptions {
-  SamplingMode sampling = SamplingMode::Soft;
+  SamplingMode sampling = SamplingMode::Hard;
   TemperatureSchedule tau;
   bool all_act_paths = false;
   bool gumbel = true;

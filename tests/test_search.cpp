@@ -591,12 +591,12 @@ TEST(Search, InfeasibleBudgetFailsBeforeTraining) {
   EXPECT_FALSE(fs::exists(o.state));
 }
 
-TEST(Search, HardSamplingAndSharedGranularityRun) {
-  SearchOptions o = tiny_options("hard");
+TEST(Search, SoftSamplingAndSharedGranularityRun) {
+  SearchOptions o = tiny_options("soft");
   o.epochs = 1;
   o.warmup = 0;
   o.avg_bits = 3;
-  o.strategy = {{"sampling", "hard"}};
+  o.strategy = {{"sampling", "soft"}};
   o.space_path = write_file("shared_acts.json", R"({"granularity": "shared",
       "weight": ["twn", "fixed:{2,4}"], "act": ["fixed:{4,8}"],
       "overrides": [{"layers": ["first", "last"], "weight": ["fixed:8"], "act": ["fixed:8"]}]})");

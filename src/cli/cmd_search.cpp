@@ -21,7 +21,7 @@ std::string join_command(const std::vector<std::string>& args) {
 int cmd_search(const std::vector<std::string>& args) {
   CommonOptions common;
   search::SearchOptions so;
-  std::string checkpoint, sampling = "soft", tau_schedule = "exp", from_state;
+  std::string checkpoint, sampling = "hard", tau_schedule = "exp", from_state;
   double budget_kib = 0, avg_bits = 0, tau_start = 5.0, tau_end = 0.1;
   bool all_act_paths = false, no_gumbel = false;
 
@@ -50,7 +50,7 @@ int cmd_search(const std::vector<std::string>& args) {
       ("arch-lr", po::value(&so.arch.lr)->default_value(so.arch.lr), "architecture learning rate (Adam)")
       ("arch-weight-decay", po::value(&so.arch.weight_decay)->default_value(so.arch.weight_decay),
        "architecture weight decay (towards uniform)")
-      ("sampling", po::value(&sampling)->default_value(sampling), "soft | hard (straight-through Gumbel)")
+      ("sampling", po::value(&sampling)->default_value(sampling), "hard (straight-through Gumbel, the sampled candidate per step) | soft (every candidate mixed)")
       ("tau-start", po::value(&tau_start)->default_value(tau_start), "Gumbel-softmax temperature at the start")
       ("tau-end", po::value(&tau_end)->default_value(tau_end), "temperature at the end of the search")
       ("tau-schedule", po::value(&tau_schedule)->default_value(tau_schedule), "exp | linear | constant")
