@@ -2,8 +2,9 @@
 // cost of one clone() of the same tensor:
 //   weights:     [256, 256, 4, 4]  (1M elements), every weight-capable scheme at its default bitwidth;
 //   activations: [64, 64, 28, 28]  (3.2M elements), every activation-capable scheme at its default bitwidth.
-// Counters: x_clone = time per iteration / time of one clone() of the same tensor (measured in the same
-// process just before), Melem/s. Schemes that cannot be constructed (e.g. not implemented yet) are skipped
+// Counters: x_clone = min time of forward + backward / min time of one clone() of the same tensor (the clone is
+// timed in the same loop, outside the measured time, so both see the same machine load); x_clone_mean the same
+// with means; clone_us; Melem/s. mul2_fwd_bwd (y = 2x with autograd) is the floor of any autograd op. Schemes that cannot be constructed (e.g. not implemented yet) are skipped
 // with the reason. --benchmark_min_time=0.2 keeps a full run short.
 #include <benchmark/benchmark.h>
 
@@ -102,6 +103,36 @@ void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector
       benchmark::Counter(static_cast<double>(x.numel()) * state.iterations() / 1e6, benchmark::Counter::kIsRate);
 }
 
+// Reference point: the cheapest autograd op, y = 2x, forward + backward on the same tensor.
+void BM_MulFwdBwd(benchmark::State& state, std::vector<int64_t> shape) {
+  auto x = torch::randn(shape).requires_grad_(true);
+  auto g = torch::randn(shape);
+  double fb_sum = 0, fb_min = 1e30, cl_sum = 0, cl_min = 1e30;
+  const auto xd = x.detach();
+  for (auto _ : state) {
+    state.PauseTiming();
+    double c0 = now_s();
+    auto c = xd.clone();
+    benchmark::DoNotOptimize(c.data_ptr());
+    double c1 = now_s();
+    c = torch::Tensor();
+    cl_sum += c1 - c0;
+    cl_min = std::min(cl_min, c1 - c0);
+    x.mutable_grad() = torch::Tensor();
+    state.ResumeTiming();
+    double t0 = now_s();
+    auto y = x * 2;
+    y.backward(g);
+    benchmark::DoNotOptimize(x.grad().data_ptr());
+    double t1 = now_s();
+    fb_sum += t1 - t0;
+    fb_min = std::min(fb_min, t1 - t0);
+  }
+  state.counters["x_clone"] = fb_min / cl_min;
+  state.counters["x_clone_mean"] = fb_sum / std::max(cl_sum, 1e-12);
+  state.counters["clone_us"] = cl_min * 1e6;
+}
+
 std::string shape_name(const std::vector<int64_t>& s) {
   std::string n;
   for (auto d : s) n += (n.empty() ? "" : "x") + std::to_string(d);
@@ -113,6 +144,12 @@ void register_all() {
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark(("clone/a/" + shape_name(kActShape)).c_str(), BM_Clone, kActShape)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("mul2_fwd_bwd/w/" + shape_name(kWeightShape)).c_str(), BM_MulFwdBwd, kWeightShape)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("mul2_fwd_bwd/a/" + shape_name(kActShape)).c_str(), BM_MulFwdBwd, kActShape)
       ->Unit(benchmark::kMicrosecond)
       ->UseRealTime();
   for (const auto& t : scheme_table()) {

@@ -66,7 +66,10 @@ torch::Tensor masked_grad(const torch::Tensor& g, const torch::Tensor& mask) {
     const bool* mp = mask.data_ptr<bool>();
     float* op = out.data_ptr<float>();
     at::parallel_for(0, g.numel(), 32768, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) op[i] = mp[i] ? gp[i] : 0.f;
+      for (int64_t i = b; i < e; ++i) {
+        const float gi = gp[i];  // unconditional load (vectorises)
+        op[i] = mp[i] ? gi : 0.f;
+      }
     });
     return out;
   }

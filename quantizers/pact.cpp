@@ -27,10 +27,10 @@ struct PactFn : public torch::autograd::Function<PactFn> {
     float* op = out.data_ptr<float>();
     std::atomic<bool> bad{false};
     at::parallel_for(0, x.numel(), 32768, [&](int64_t b, int64_t e) {
-      bool nan = false;
+      int nan = 0;
       for (int64_t i = b; i < e; ++i) {
         const float v = xp[i];
-        nan |= (v != v);
+        nan += v != v ? 1 : 0;
         op[i] = fq::rne(fq::clampf(v / s, 0.f, L)) * s;
       }
       if (nan) bad = true;
@@ -61,19 +61,37 @@ struct PactFn : public torch::autograd::Function<PactFn> {
     at::parallel_for(0, nchunks, 1, [&](int64_t cb, int64_t ce) {
       for (int64_t k = cb; k < ce; ++k) {
         const int64_t b = k * chunk, e = std::min(N, b + chunk);
+        // Blocks of 256: per-element terms into a buffer, then 8-lane sums. Written so that GCC vectorises
+        // (if-converts) the loops: every comparison and load unconditional, selects of computed values.
+        constexpr int B = 256;
+        alignas(64) float tb[B];
         double acc = 0;
-        for (int64_t i = b; i < e;) {
-          const int64_t je = std::min(e, i + 1024);
-          float lane = 0.f;
-          for (; i < je; ++i) {
-            const float xn = xp[i] / s;
-            const bool inside = (xn >= 0.f) & (xn < L);
-            if (gxp) gxp[i] = inside ? gp[i] : 0.f;
-            const float qn = fq::rne(fq::clampf(xn, 0.f, L));
-            const float da = xn >= L ? 1.f : (inside ? (qn - xn) / L : 0.f);
-            lane += gp[i] * da;
+        for (int64_t i0 = b; i0 < e; i0 += B) {
+          const int n = static_cast<int>(std::min<int64_t>(B, e - i0));
+          const float* xb = xp + i0;
+          const float* gb = gp + i0;
+          for (int j = 0; j < n; ++j) {
+            const float xn = xb[j] / s;
+            const float xc = fq::clampf(xn, 0.f, L);
+            const float d = (fq::rne(xc) - xc) / L;  // (qn - x/s) / L inside, 0 below 0 and above alpha
+            const float top = xn >= L ? 1.f : 0.f;   // 1 for x >= alpha
+            tb[j] = gb[j] * (d + top);
           }
-          acc += lane;
+          if (gxp) {
+            float* gxb = gxp + i0;
+            for (int j = 0; j < n; ++j) {
+              const float xn = xb[j] / s;
+              const float g = gb[j];  // unconditional load: conditional ones are not if-converted
+              const float t = xn < L ? g : 0.f;
+              gxb[j] = xn >= 0.f ? t : 0.f;
+            }
+          }
+          float lane[8] = {};
+          const int n8 = n / 8 * 8;
+          for (int j = 0; j < n8; j += 8)
+            for (int l = 0; l < 8; ++l) lane[l] += tb[j + l];
+          for (int j = n8; j < n; ++j) acc += tb[j];
+          for (int l = 0; l < 8; ++l) acc += lane[l];
         }
         part[k] = acc;
       }

@@ -2,8 +2,9 @@
 //   a = lambda_b * std(W) + 1e-7, lambda = 1, .9, .4, .03 for b = 1..4   (per tensor or per channel)
 //   e = clip(round(log2|W / a|), 0, 2^(b-1) - 1),  out = sign(W) * 2^e * a
 // Levels: +-a {1, 2, 4, .., 2^(2^(b-1)-1)} -- 2^b values, no zero (W = 0 maps to +a). Rounding to the
-// nearest level in the log domain (boundaries at the geometric midpoints 2^(e + 1/2)), done by
-// bucketize. STE backward (gradient 1 for W; grad=pwl_c clips to the level range).
+// nearest level in the log domain (boundaries float(sqrt 2) 2^e; bucketize on the composite path, exponent
+// bits in the fused CPU kernel -- same result, see pow2.h). STE backward (gradient 1 for W; grad=pwl_c
+// clips to the level range).
 // Constant tensors (std = 0) use a = |value|, which represents them exactly; all-zero gives +1e-7.
 #include <cmath>
 #include <stdexcept>

@@ -41,7 +41,7 @@ const std::vector<SchemeTraits>& scheme_table() {
        "powers of two (reference PoT): sign * 2^e * a, e in [0, 2^(b-1)-1], a = lambda_b * std", {}, make_pot},
       {"esb", 2, 8, 4, true, true, false,
        "k=1: linear (significant) bits, 0 <= k <= bits-2; mean_shift: quantize W - mean and add it back",
-       "elastic significant bits: sign + power-of-two binades with k linear bits, alpha = loc(b, k) * std",
+       "elastic significant bits: sign + power-of-two binades with k linear bits, alpha = loc(b, lb) * std",
        {"k", "mean_shift"}, make_esb},
       {"apot", 2, 5, 3, true, true, true,
        "alpha=3 (weights) / 8 (acts): initial learned clip; normalized: weights stay (W-mean)/std-scaled",

@@ -114,7 +114,8 @@ class TernaryQuantizer final : public SchemeQuantizer {
     const float* d = delta.data();
     auto qf = [d](int64_t c) {
       const float dc = d[c];
-      return [dc](float v) { return v > dc ? 1.f : (v < -dc ? -1.f : 0.f); };
+      // Both comparisons unconditional (a nested ?: is not if-converted under -ftrapping-math: no vectors).
+      return [dc](float v) { return (v > dc ? 1.f : 0.f) - (v < -dc ? 1.f : 0.f); };
     };
     auto qc = [&](const torch::Tensor& xd) {
       auto dt = bcast(fq::from_host(delta, per_channel(), xd), xd);

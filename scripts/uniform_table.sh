@@ -10,7 +10,7 @@
 #   FP        FP32 checkpoint           (default: runs/lenet5_fp32.pt; trained with `autoqnn train` if absent)
 #   OUT_DIR   work directory            (default: runs/uniform)
 #   EPOCHS    finetuning epochs         (default: 2)
-#   SPECS     weight specs to run       (default: every scheme x 2 3 4 8 + binary:1)
+#   SPECS     weight specs to run       (default: every scheme x 2 3 4 8 + binary:1, esb:2:k=0)
 #   ACT       activation spec           (default: fp32; the table is about weight storage)
 #   ARGS      extra flags for every data-reading verb, e.g. "--train-limit 6000 --threads 2"
 #   RESULTS   markdown file to update   (default: docs/results.md)
@@ -28,7 +28,7 @@ ARGS=${ARGS:-}
 RESULTS=${RESULTS:-docs/results.md}
 SCHEMES="binary twn fixed uniform zoomq resq vecq mul2q clipq pot esb apot afp"
 if [ -z "${SPECS:-}" ]; then
-  SPECS="binary:1"
+  SPECS="binary:1 esb:2:k=0"  # binary has only 1 bit; esb's default k=1 needs >= 3 bits
   for s in $SCHEMES; do for b in 2 3 4 8; do SPECS="$SPECS $s:$b"; done; done
 fi
 
@@ -103,13 +103,14 @@ rows = [json.loads(l) for l in open(jsonl) if l.strip()]
 fp = next((r for r in rows if r["spec"] == "fp32"), None)
 order = "binary twn fixed uniform zoomq resq vecq mul2q clipq pot esb apot afp".split()
 def key(r):
-    s, _, b = r["spec"].partition(":")
-    return (order.index(s) if s in order else 99, int(b) if b.isdigit() else 0)
+    s, _, rest = r["spec"].partition(":")
+    b = rest.split(":")[0]
+    return (order.index(s) if s in order else 99, int(b) if b.isdigit() else 0, r["spec"])
 q = sorted((r for r in rows if r["spec"] != "fp32"), key=key)
 n = fp.get("n") if fp else None
 src = f" (FP32 checkpoint `{fp['checkpoint']}`)" if fp and fp.get("checkpoint") else ""
 lines = ["<!-- uniform-table:begin -->",
-         f"LeNet-5 on Fashion-MNIST (top-1 on {'the first ' + str(n) if n else 'the'} test images{src}), "
+         f"LeNet-5 on Fashion-MNIST, top-1 on {'the first ' + str(n) if n else 'the'} test images{src}; "
          f"every layer's weight quantized with one spec, "
          f"activations `{act}`; converted = calibrated only, finetuned = {epochs} epochs of QAT "
          f"(`scripts/uniform_table.sh`{', ARGS=`' + args + '`' if args else ''}). Weight bytes = bit-packed codes + "

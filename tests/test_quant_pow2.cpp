@@ -621,6 +621,9 @@ TEST(Pow2Common, ZeroConstantSingleNaN) {
     EXPECT_TRUE(torch::equal(q->encode(c).dequantize(), oc));
     auto one = torch::full({1, 1, 1}, -0.5f);
     EXPECT_TRUE(torch::isfinite(q->forward(one)).all().item<bool>());
+    auto empty = torch::zeros({0, 2, 3});
+    EXPECT_EQ(q->forward(empty).sizes(), empty.sizes());
+    EXPECT_EQ(q->encode(empty).stored_bytes(), q->storage(empty.sizes()).bytes());
     auto n = torch::randn({4, 2, 3});
     n[1][1][1] = std::numeric_limits<float>::quiet_NaN();
     EXPECT_THROW(q->forward(n), std::domain_error);
@@ -724,4 +727,23 @@ TEST(Pow2Common, TiesGoTowardZeroOnBothPaths) {
   pow2::set_fused_kernels(false);
   auto f0 = qe->forward(xin);
   EXPECT_TRUE(torch::equal(f0, f1));
+}
+
+TEST(Pow2Common, OtherDtypeTakesTheCompositePath) {
+  // float64 input: torch statistics + tensor ops (the CUDA code path); values match the float32 result
+  auto x = gaussian({4, 64}, 22) * 0.05;
+  for (const char* s : {"esb:4:k=1:per_channel", "pot:3", "afp:5:e=2", "apot:4", "esb:5:k=3:mean_shift"}) {
+    auto q = mk(s);
+    auto y32 = q->forward(x);
+    auto y64 = q->forward(x.to(torch::kDouble));
+    EXPECT_EQ(y64.scalar_type(), torch::kDouble) << s;
+    EXPECT_LT((y64.to(torch::kFloat) - y32).abs().max().item<double>(), 1e-5) << s;
+    auto n = x.to(torch::kDouble).clone();
+    n[0][0] = std::numeric_limits<double>::quiet_NaN();
+    EXPECT_THROW(q->forward(n), std::domain_error) << s;
+  }
+  auto qa = mk("apot:3", Role::Activation);
+  auto a = torch::relu(x).to(torch::kDouble);
+  a[1][1] = std::numeric_limits<double>::infinity();
+  EXPECT_THROW(qa->forward(a), std::domain_error);
 }

@@ -600,8 +600,13 @@ TEST(Search, SoftSamplingAndSharedGranularityRun) {
   o.space_path = write_file("shared_acts.json", R"({"granularity": "shared",
       "weight": ["twn", "fixed:{2,4}"], "act": ["fixed:{4,8}"],
       "overrides": [{"layers": ["first", "last"], "weight": ["fixed:8"], "act": ["fixed:8"]}]})");
+  o.act_budget_kib = 0.8;  // 819 bytes: the 1176-element input of conv2 must take 4-bit activations
+  o.bops = 10e6;  // binding: the shared layers need weight bits x act bits <= 8 (min 9.94e6)
   SearchResult r = run_search(o);
   EXPECT_LE(static_cast<double>(r.policy.totals.weight_bytes), 3.0 * r.policy.totals.params / 8.0);
+  EXPECT_LE(static_cast<double>(r.policy.totals.act_bytes), 0.8 * 1024);
+  EXPECT_LE(r.policy.totals.bops, 10e6);
+  EXPECT_EQ(r.policy.layers[1].act.to_string(), "fixed:4");
   // shared: every searched layer carries the same choice
   EXPECT_EQ(r.policy.layers[1].weight, r.policy.layers[2].weight);
   EXPECT_EQ(r.policy.layers[2].weight, r.policy.layers[3].weight);
