@@ -4,8 +4,9 @@
 //   activations: [64, 64, 28, 28]  (3.2M elements), every activation-capable scheme at its default bitwidth.
 // Counters: x_clone = min time of forward + backward / min time of one clone() of the same tensor (the clone is
 // timed in the same loop, outside the measured time, so both see the same machine load); x_clone_mean the same
-// with means; clone_us; Melem/s. mul2_fwd_bwd (y = 2x with autograd) is the floor of any autograd op. Schemes that cannot be constructed (e.g. not implemented yet) are skipped
-// with the reason. --benchmark_min_time=0.2 keeps a full run short.
+// with means; clone_us; Melem/s. mul2_fwd_bwd (y = 2x with autograd) is the floor of any autograd op.
+// Schemes that cannot be constructed or run (e.g. not implemented yet) are skipped with the reason.
+// --benchmark_min_time=0.2 keeps a full run short; AUTOQNN_BENCH_THREADS=n sets the thread count.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -59,7 +60,8 @@ void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector
   }
   qd::set_fused_kernels(fused);
   torch::manual_seed(0);
-  auto x = (role == Role::Activation ? torch::randn(shape).clamp_min(0) : torch::randn(shape) * 0.05).requires_grad_(true);
+  auto x0 = role == Role::Activation ? torch::randn(shape).clamp_min(0) : torch::randn(shape) * 0.05;
+  auto x = x0.requires_grad_(true);
   auto g = torch::randn(shape);
   q->train();
   try {

@@ -30,7 +30,7 @@ class BinaryQuantizer final : public SchemeQuantizer {
     torch::NoGradGuard ng;
     if (x.numel() == 0) return encode_empty(x, 1, -0.5, false);
     Plan p = plan(x);
-    return encode_grid(levels_of(x, qf(), qc()), p, 1, -0.5);
+    return encode_grid(qn_of(x, qf(), qc()), p, 1, -0.5);
   }
 
   StorageCost storage(at::IntArrayRef shape) const override {

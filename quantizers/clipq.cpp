@@ -34,7 +34,7 @@ class ClipQuantizer final : public SchemeQuantizer {
     torch::Tensor ac_t;
     Plan p = plan(x, b, ac, ac_t);
     fq::HalfGrid g(ac.data(), nullptr, b);
-    auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), {}); });
+    auto qn = qn_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), {}); });
     return encode_grid(qn, p, b, base);
   }
 

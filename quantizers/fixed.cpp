@@ -31,7 +31,7 @@ class FixedQuantizer final : public SchemeQuantizer {
     const double base = -std::ldexp(1.0, b - 1);
     if (x.numel() == 0) return encode_empty(x, b, base, false);
     Plan p = plan(x, b);
-    auto qn = run(x, p, b, [&](auto qf, auto qc) { return levels_of(x, qf, qc); });
+    auto qn = run(x, p, b, [&](auto qf, auto qc) { return qn_of(x, qf, qc); });
     return encode_grid(qn, p, b, base);
   }
 

@@ -1,6 +1,7 @@
 #include "quantizers/fq_common.h"
 
 #include <atomic>
+#include <limits>
 #include <stdexcept>
 
 #include "quantizers/registry.h"

@@ -159,15 +159,27 @@ void map_fq(const Layout& L, const float* x, float* out, bool* mask, const QF& q
   for_each_run(L, [&](int64_t c, int64_t b, int64_t e) {
     auto q = qf(c);
     const float sc = s[c];
+    const float oc = off && kFuseOffset ? off[c] : 0.f;
+    const float lo = xlo[c], hi = xhi[c];
+    // One loop per variant (each vectorises); the mask is written in the same pass as the output.
     if (off && kFuseOffset) {
-      const float oc = off[c];
-      for (int64_t i = b; i < e; ++i) out[i] = q(x[i]) * sc + oc;
+      if (mask)
+        for (int64_t i = b; i < e; ++i) {
+          const float v = x[i];
+          out[i] = q(v) * sc + oc;
+          mask[i] = (v >= lo) & (v <= hi);
+        }
+      else
+        for (int64_t i = b; i < e; ++i) out[i] = q(x[i]) * sc + oc;
     } else {
-      for (int64_t i = b; i < e; ++i) out[i] = q(x[i]) * sc;
-    }
-    if (mask) {
-      const float lo = xlo[c], hi = xhi[c];
-      for (int64_t i = b; i < e; ++i) mask[i] = (x[i] >= lo) & (x[i] <= hi);
+      if (mask)
+        for (int64_t i = b; i < e; ++i) {
+          const float v = x[i];
+          out[i] = q(v) * sc;
+          mask[i] = (v >= lo) & (v <= hi);
+        }
+      else
+        for (int64_t i = b; i < e; ++i) out[i] = q(x[i]) * sc;
     }
   });
 }
@@ -253,7 +265,7 @@ class SchemeQuantizer : public Quantizer {
   torch::Tensor fake_quant(const torch::Tensor& x, const Plan& p, const QF& qf, const QC& qc);
   // qn(x) by the same path fake_quant would take.
   template <class QF, class QC>
-  torch::Tensor levels_of(const torch::Tensor& x, const QF& qf, const QC& qc) const;
+  torch::Tensor qn_of(const torch::Tensor& x, const QF& qf, const QC& qc) const;
   // Encoded from qn on the affine grid qn = code + grid_base.
   Encoded encode_grid(const torch::Tensor& qn, const Plan& p, int code_bits, double grid_base) const;
   // Sorted levels of the affine encoding of x restricted to qn in [qlo, qhi] (schemes whose codes do not use
@@ -285,8 +297,8 @@ torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p,
       auto out = torch::empty_like(xd, at::MemoryFormat::Contiguous);
       torch::Tensor mask;
       if (need_grad && backward_ == Backward::PWL_C) mask = torch::empty(xd.sizes(), xd.options().dtype(torch::kBool));
-      fq::map_fq(L, xd.data_ptr<float>(), out.data_ptr<float>(), mask.defined() ? mask.data_ptr<bool>() : nullptr,
-                     qf, p.s.data(), p.off.empty() ? nullptr : p.off.data(), p.xlo.data(), p.xhi.data());
+      fq::map_fq(L, xd.data_ptr<float>(), out.data_ptr<float>(), mask.defined() ? mask.data_ptr<bool>() : nullptr, qf,
+                 p.s.data(), p.off.empty() ? nullptr : p.off.data(), p.xlo.data(), p.xhi.data());
       if (!p.off.empty() && !fq::kFuseOffset) out.add_(bcast(p.off_t, out));
       return {out, mask};
     };
@@ -304,7 +316,7 @@ torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p,
 }
 
 template <class QF, class QC>
-torch::Tensor SchemeQuantizer::levels_of(const torch::Tensor& x, const QF& qf, const QC& qc) const {
+torch::Tensor SchemeQuantizer::qn_of(const torch::Tensor& x, const QF& qf, const QC& qc) const {
   torch::NoGradGuard ng;
   if (fq::fusable(x)) {
     auto qn = torch::empty_like(x, at::MemoryFormat::Contiguous);

@@ -1,8 +1,8 @@
 // mu-L2Q: beta = mean(x), alpha = lambda_b * std(x);
 //   c = clip(round((x - beta) / (alpha + 1e-7) - 0.5), -2^(b-1), 2^(b-1) - 1) + 0.5,  out = c * alpha + beta.
 // The + 0.5 of the original is kept (2^b half-integer levels; the PyTorch port drops it). Affine half-integer
-// grid, scale alpha and offset beta per tensor or per channel. A constant tensor is reproduced exactly
-// (alpha = 0 -> out = beta). Weights only.
+// grid, scale alpha and offset beta per tensor or per channel. A constant tensor gives alpha = 0 and
+// out = beta (its mean). Weights only.
 #include "quantizers/fq_common.h"
 #include "quantizers/schemes.h"
 
@@ -22,7 +22,8 @@ class Mul2Quantizer final : public SchemeQuantizer {
     torch::Tensor ac_t;
     Plan p = plan(x, bits, ac, ac_t);
     fq::HalfGrid g(ac.data(), p.off.data(), bits);
-    return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), bcast(p.off_t, xd)); });
+    auto qc = [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), bcast(p.off_t, xd)); };
+    return fake_quant(x, p, g, qc);
   }
 
   Encoded encode(const torch::Tensor& x) override {
@@ -34,7 +35,7 @@ class Mul2Quantizer final : public SchemeQuantizer {
     torch::Tensor ac_t;
     Plan p = plan(x, b, ac, ac_t);
     fq::HalfGrid g(ac.data(), p.off.data(), b);
-    auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), bcast(p.off_t, xd)); });
+    auto qn = qn_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(ac_t, xd), bcast(p.off_t, xd)); });
     return encode_grid(qn, p, b, base);
   }
 

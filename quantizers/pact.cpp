@@ -1,5 +1,6 @@
 // PACT with the calibrated gradient of CG-PACT (unsigned activations, learned clip alpha):
-//   L = 2^b - 1, s = alpha / L, qn = clip(round(x / s), 0, L), out = qn * s   (= alpha * q(min(relu(x), alpha) / alpha)).
+//   L = 2^b - 1, s = alpha / L, qn = clip(round(x / s), 0, L), out = qn * s
+//   (= alpha * q(min(relu(x), alpha) / alpha), q(u) = round(L u) / L).
 //   d out / d x     = 1 for 0 <= x < alpha, else 0;
 //   d out / d alpha = 1 for x >= alpha,  q(x / alpha) - x / alpha = (qn - x / s) / L for 0 <= x < alpha, 0 below 0.
 // alpha is a registered parameter ("alpha", spec alpha=6 by default), used as max(alpha, 1e-6); calibrate() sets it
@@ -157,7 +158,7 @@ class PactQuantizer final : public SchemeQuantizer {
     auto qf = [s, L](int64_t) { return [s, L](float v) { return fq::rne(fq::clampf(v / s, 0.f, L)); }; };
     auto qc = [&](const torch::Tensor& xd) { return torch::round(xd / p.s_t).clamp(0, static_cast<double>(L)); };
     check_finite(x.detach().amax(), "max(x)");
-    return encode_grid(levels_of(x, qf, qc), p, b, 0.0);
+    return encode_grid(qn_of(x, qf, qc), p, b, 0.0);
   }
 
   StorageCost storage(at::IntArrayRef shape) const override {
@@ -174,7 +175,8 @@ class PactQuantizer final : public SchemeQuantizer {
     auto flat = x.detach().flatten().to(torch::kFloat32);
     check_finite(flat.amax(), "max(x)");
     const int64_t n = flat.numel();
-    const int64_t k = std::min<int64_t>(n, std::max<int64_t>(1, static_cast<int64_t>(std::ceil(kCalibQuantile * n - 1e-9))));
+    const auto rank = static_cast<int64_t>(std::ceil(kCalibQuantile * n - 1e-9));
+    const int64_t k = std::min<int64_t>(n, std::max<int64_t>(1, rank));
     double v = std::get<0>(torch::kthvalue(flat, k)).item<double>();
     if (!(v > 0)) v = flat.amax().item<double>();
     if (!(v > 0)) return;  // nothing positive: keep alpha

@@ -31,7 +31,7 @@ class TernaryQuantizer final : public SchemeQuantizer {
     if (x.numel() == 0) return encode_empty(x, 2, -1.0, false);
     std::vector<float> delta;
     Plan p = plan(x, delta);
-    auto qn = run(p, delta, [&](auto qf, auto qc) { return levels_of(x, qf, qc); });
+    auto qn = run(p, delta, [&](auto qf, auto qc) { return qn_of(x, qf, qc); });
     return encode_grid(qn, p, 2, -1.0);
   }
 

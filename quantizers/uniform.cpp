@@ -38,7 +38,7 @@ class UniformQuantizer final : public SchemeQuantizer {
     const int b = bits();
     if (x.numel() == 0) return encode_empty(x, b, asym_ ? 0.0 : -double((1 << (b - 1)) - 1), asym_);
     Plan p = plan(x, b);
-    auto qn = run(x, p, b, [&](const Plan&, auto qf, auto qc) { return levels_of(x, qf, qc); });
+    auto qn = run(x, p, b, [&](const Plan&, auto qf, auto qc) { return qn_of(x, qf, qc); });
     return encode_grid(qn, p, b, asym_ ? 0.0 : -double((1 << (b - 1)) - 1));
   }
 

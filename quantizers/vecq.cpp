@@ -32,7 +32,7 @@ class VecQuantizer final : public SchemeQuantizer {
     torch::Tensor a_t;
     Plan p = plan(x, b, a, a_t);
     fq::HalfGrid g(a.data(), nullptr, b);
-    auto qn = levels_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
+    auto qn = qn_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
     return encode_grid(qn, p, b, base);
   }
 

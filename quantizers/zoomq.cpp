@@ -31,7 +31,7 @@ class ZoomQuantizer final : public SchemeQuantizer {
     torch::NoGradGuard ng;
     if (x.numel() == 0) return encode_empty(x, bits(), 0.5, true);
     Plan p = plan(x, bits());
-    auto qn = run(p, bits(), [&](auto qf, auto qc) { return levels_of(x, qf, qc); });
+    auto qn = run(p, bits(), [&](auto qf, auto qc) { return qn_of(x, qf, qc); });
     return encode_grid(qn, p, bits(), 0.5);
   }
 

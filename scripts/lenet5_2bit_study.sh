@@ -2,7 +2,7 @@
 # LeNet-5 / Fashion-MNIST at a 2-bit-average weight budget: QSS search + finetune vs the uniform 2-bit
 # policies of the same size (same finetune epochs). Results go to runs/study_2bit/ (summary.tsv).
 # Usage: scripts/lenet5_2bit_study.sh [BUILD_DIR] ; knobs via env: TRAIN_LIMIT (0 = all), FT_EPOCHS,
-# SEARCH_EPOCHS, WARMUP, SEED.
+# SEARCH_EPOCHS, WARMUP, SEED, ARCH_LR.
 set -euo pipefail
 BUILD=${1:-build}
 Q="$BUILD/autoqnn"
@@ -13,6 +13,7 @@ FT_EPOCHS=${FT_EPOCHS:-2}
 SEARCH_EPOCHS=${SEARCH_EPOCHS:-4}
 WARMUP=${WARMUP:-1}
 SEED=${SEED:-1}
+ARCH_LR=${ARCH_LR:-0.05}
 mkdir -p "$OUT"
 common=(--model lenet5 --dataset fashion-mnist --train-limit "$TRAIN_LIMIT" --seed "$SEED")
 summary="$OUT/summary.tsv"
@@ -36,12 +37,12 @@ for w in twn fixed:2 vecq:2 mul2q:2 resq:2 uniform:2; do
   "$Q" policy uniform --model lenet5 --dataset fashion-mnist --weight "$w" --out "$OUT/$name.json" >&2
   finetune_eval "$name" "$OUT/$name.json"
 done
-# the budget: the size of the largest uniform 2-bit policy above (they differ only by scale/table bytes)
-budget_bytes=$(awk -F'\t' 'NR > 1 && $2 > m { m = $2 } END { print m }' "$summary")
+# the budget: the size of the most accurate uniform 2-bit policy above
+budget_bytes=$(awk -F'\t' 'NR > 1 && $4 > best { best = $4; b = $2 } END { print b }' "$summary")
 budget_kib=$(python3 -c "print($budget_bytes / 1024)")
 
 # 2. QSS search at that budget, then the same finetuning
 "$Q" search "${common[@]}" --checkpoint "$FP" --space configs/search_space/lowbit.json --budget-kib "$budget_kib" \
-    --epochs "$SEARCH_EPOCHS" --warmup "$WARMUP" --out "$OUT/qss.json" --log "$OUT/qss.csv" >&2
+    --epochs "$SEARCH_EPOCHS" --warmup "$WARMUP" --arch-lr "$ARCH_LR" --out "$OUT/qss.json" --log "$OUT/qss.csv" >&2
 finetune_eval qss "$OUT/qss.json"
 column -t "$summary" >&2

@@ -123,7 +123,9 @@ TEST(BitPacking, RoundTripEveryWidthAndRejectsBadCodes) {
       ASSERT_EQ(static_cast<int64_t>(packed.size()), (n * bits + 7) / 8);
       auto back = unpack_bits(packed.data(), packed.size(), n, bits);
       EXPECT_TRUE(torch::equal(back, codes)) << bits << " bits, n " << n;
-      if ((n * bits) % 8) EXPECT_EQ(packed.back() >> ((n * bits) % 8), 0) << "unused high bits are zero";
+      if ((n * bits) % 8) {
+        EXPECT_EQ(packed.back() >> ((n * bits) % 8), 0) << "unused high bits are zero";
+      }
     }
   }
   EXPECT_THROW(pack_bits(torch::tensor({4}, torch::kInt64), 2), std::out_of_range);
