@@ -37,7 +37,8 @@ static int run_eval(const std::vector<std::string>& args) {
     j["act_bytes"] = loaded.policy.totals.act_bytes;
     j["bops"] = loaded.policy.totals.bops;
   } else {
-    j["weight_bytes"] = 4 * count_parameters(*loaded.model);
+    // Same accounting as a policy: conv/linear weights only (biases and BN are reported by export).
+    j["weight_bytes"] = blank_policy(*loaded.model).totals.weight_bytes;
     j["avg_weight_bits"] = 32.0;
   }
   if (json) {
