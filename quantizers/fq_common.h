@@ -326,4 +326,46 @@ torch::Tensor SchemeQuantizer::qn_of(const torch::Tensor& x, const QF& qf, const
   return qc(x.detach());
 }
 
+// Schemes on VecQ's 2^b half-integer grid with per-channel step a (VecQ, ClipQ): they differ only in how
+// plan() derives a and the output scale; quantize/encode/storage are shared here.
+class HalfGridQuantizer : public SchemeQuantizer {
+ public:
+  using SchemeQuantizer::SchemeQuantizer;
+
+  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
+    check_bits(bits);
+    if (x.numel() == 0) return x.clone();
+    std::vector<float> a;
+    torch::Tensor a_t;
+    Plan p = plan(x, bits, a, a_t);
+    fq::HalfGrid g(a.data(), nullptr, bits);
+    return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
+  }
+
+  Encoded encode(const torch::Tensor& x) override {
+    torch::NoGradGuard ng;
+    const int b = bits();
+    const double base = -std::ldexp(1.0, b - 1) + 0.5;
+    if (x.numel() == 0) return encode_empty(x, b, base, false);
+    std::vector<float> a;
+    torch::Tensor a_t;
+    Plan p = plan(x, b, a, a_t);
+    fq::HalfGrid g(a.data(), nullptr, b);
+    auto qn = qn_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
+    return encode_grid(qn, p, b, base);
+  }
+
+  StorageCost storage(at::IntArrayRef shape) const override {
+    StorageCost c;
+    c.numel = c10::multiply_integers(shape);
+    c.code_bits = bits();
+    c.aux_floats = num_channels(shape);
+    return c;
+  }
+
+ protected:
+  // Fills the coding step a (host vector and tensor, per channel) and the plan (output scale, range).
+  virtual Plan plan(const torch::Tensor& x, int bits, std::vector<float>& a, torch::Tensor& a_t) = 0;
+};
+
 }  // namespace autoqnn::quant

@@ -9,43 +9,12 @@ namespace {
 
 constexpr float kVecqLambda[8] = {1.0f, .9957f, .5860f, .3352f, .1881f, .1041f, .0569f, .0308f};
 
-class VecQuantizer final : public SchemeQuantizer {
+class VecQuantizer final : public HalfGridQuantizer {
  public:
-  VecQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {}
+  VecQuantizer(const QuantSpec& spec, Role role) : HalfGridQuantizer(spec, role) {}
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
-    std::vector<float> a;
-    torch::Tensor a_t;
-    Plan p = plan(x, bits, a, a_t);
-    fq::HalfGrid g(a.data(), nullptr, bits);
-    return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
-  }
-
-  Encoded encode(const torch::Tensor& x) override {
-    torch::NoGradGuard ng;
-    const int b = bits();
-    const double base = -std::ldexp(1.0, b - 1) + 0.5;
-    if (x.numel() == 0) return encode_empty(x, b, base, false);
-    std::vector<float> a;
-    torch::Tensor a_t;
-    Plan p = plan(x, b, a, a_t);
-    fq::HalfGrid g(a.data(), nullptr, b);
-    auto qn = qn_of(x, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
-    return encode_grid(qn, p, b, base);
-  }
-
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = num_channels(shape);
-    return c;
-  }
-
- private:
-  Plan plan(const torch::Tensor& x, int bits, std::vector<float>& a, torch::Tensor& a_t) {
+ protected:
+  Plan plan(const torch::Tensor& x, int bits, std::vector<float>& a, torch::Tensor& a_t) override {
     Plan p;
     p.C = channels_of(x);
     auto sd = fq::to_host(stat_std_mean(x).first);
