@@ -12,6 +12,7 @@
 //
 // Run: build-*/bench/bench_search [--benchmark_min_time=3] ; the ratios to the FP32 step are printed at the end.
 #include <benchmark/benchmark.h>
+#include <torch/cuda.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -31,12 +32,21 @@ namespace {
 constexpr int64_t kBatch = 128;
 const ModelConfig kCifar{3, 32, 10};
 
+// AUTOQNN_BENCH_DEVICE=cuda runs every benchmark on the GPU (steps synchronised so real time is device time).
+torch::Device bench_device() {
+  const char* d = std::getenv("AUTOQNN_BENCH_DEVICE");
+  return torch::Device(d && *d ? d : "cpu");
+}
+void sync() {
+  if (bench_device().is_cuda()) torch::cuda::synchronize();
+}
+
 struct Batch {
   torch::Tensor x, y;
   Batch() {
     torch::manual_seed(0);
-    x = torch::randn({kBatch, 3, 32, 32});
-    y = torch::randint(0, 10, {kBatch});
+    x = torch::randn({kBatch, 3, 32, 32}).to(bench_device());
+    y = torch::randint(0, 10, {kBatch}).to(bench_device());
   }
 };
 const Batch& batch() {
@@ -47,6 +57,7 @@ const Batch& batch() {
 void BM_Fp32TrainStep(benchmark::State& st) {
   torch::manual_seed(0);
   auto m = make_model("resnet20", kCifar);
+  m->to(bench_device());
   m->train();
   torch::optim::SGD sgd(m->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9).weight_decay(5e-4));
   const auto& b = batch();
@@ -55,6 +66,7 @@ void BM_Fp32TrainStep(benchmark::State& st) {
     sgd.zero_grad();
     loss.backward();
     sgd.step();
+    sync();
   };
   step();  // warm-up (allocator, oneDNN primitives)
   for (auto _ : st) step();
@@ -76,6 +88,7 @@ struct SearchSetup {
     q.sampling = mode == "soft" ? SamplingMode::Soft : SamplingMode::Hard;
     q.all_act_paths = mode == "hard_all";
     strat = std::make_unique<QssStrategy>(make_model("resnet20", kCifar), space, q);
+    strat->module()->to(bench_device());
     weights = strat->weight_parameters();
     sgd = std::make_unique<torch::optim::SGD>(weights, torch::optim::SGDOptions(0.01).momentum(0.9));
     adam = std::make_unique<ArchAdam>(strat->arch_parameters(), ArchAdamOptions{});
@@ -124,6 +137,7 @@ void BM_Search(benchmark::State& st, const std::string& mode) {
     if (Kind == 0) s.joint_step(seed++);
     if (Kind == 1) s.weight_step(seed++);
     if (Kind == 2) s.arch_step(seed++);
+    sync();
   };
   one();
   for (auto _ : st) one();

@@ -63,6 +63,10 @@ class FixedQuantizer final : public SchemeQuantizer {
     const double lo = -std::ldexp(1.0, bits - 1), hi = std::ldexp(1.0, bits - 1) - 1;
     set_range(p, lo, hi);
     finish_plan(p, x);
+    p.grid.mode = 0;  // qn = rne(clamp(x / s, lo, hi))
+    p.grid.a = p.s_t;
+    p.grid.lo = static_cast<float>(lo);
+    p.grid.hi = static_cast<float>(hi);
     return p;
   }
 

@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "quantizers/cuda_dispatch.h"
 #include "quantizers/quantizer.h"
 
 namespace autoqnn::quant {
@@ -238,6 +239,8 @@ class SchemeQuantizer : public Quantizer {
     int64_t C = 1;
     std::vector<float> s, off, xlo, xhi;  // off empty = no offset
     torch::Tensor s_t, off_t, xlo_t, xhi_t;
+    // The level function in the fused CUDA kernel's terms (set by schemes that have one; else composite).
+    cudak::AffineGrid grid;
   };
   // Builds the tensors of a plan whose host vectors are filled (xlo/xhi default: the level range lo..hi).
   void finish_plan(Plan& p, const torch::Tensor& x) const;
@@ -305,6 +308,14 @@ torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p,
     if (!need_grad) return compute().first;
     return fq::straight_through(x, compute);
   }
+  if (!pwl_mix && p.grid.valid() && cudak::usable(x)) {  // fused CUDA kernel: same arithmetic as below
+    const bool want_mask = need_grad && backward_ == Backward::PWL_C;
+    auto compute = [&]() -> fq::ValueAndMask {
+      return cudak::affine(x.detach().contiguous(), axis_, p.grid, p.s_t, p.off_t, p.xlo_t, p.xhi_t, want_mask);
+    };
+    if (!need_grad) return compute().first;
+    return fq::straight_through(x, compute);
+  }
   torch::Tensor val;
   {
     torch::NoGradGuard ng;
@@ -339,6 +350,12 @@ class HalfGridQuantizer : public SchemeQuantizer {
     torch::Tensor a_t;
     Plan p = plan(x, bits, a, a_t);
     fq::HalfGrid g(a.data(), nullptr, bits);
+    p.grid.mode = 0;
+    p.grid.a = a_t;
+    p.grid.shift = -0.5f;
+    p.grid.lo = g.lo;
+    p.grid.hi = g.hi;
+    p.grid.post = 0.5f;
     return fake_quant(x, p, g, [&](const torch::Tensor& xd) { return g.tensor(xd, bcast(a_t, xd), {}); });
   }
 

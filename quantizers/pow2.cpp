@@ -1,5 +1,12 @@
 // Engine of the power-of-two family: level tables, deterministic statistics, the fused CPU kernel, the
 // composite tensor path and the autograd node. See pow2.h.
+#include "quantizers/cuda_dispatch.h"
+#ifdef AUTOQNN_WITH_CUDA_KERNELS
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "quantizers/cuda/kernels.h"
+#endif
 #include "quantizers/pow2.h"
 
 #include <ATen/Parallel.h>
@@ -328,6 +335,80 @@ bool run_kernel(const float* x, const Layout& L, const Plan& p, float mlo, float
   return !bad;
 }
 
+#ifdef AUTOQNN_WITH_CUDA_KERNELS
+// run_kernel on the GPU (cuda/fake_quant.cu, table lookup by binary search: the same level as the CPU's
+// LUT / arithmetic formats, which are exact shortcuts of that search). The plan's small host arrays travel
+// to the device in one copy. Returns false when the input held NaN / inf (checked only where no statistic
+// has read x, as the composite path does).
+bool run_kernel_cuda(const torch::Tensor& xc, const Layout& L, const Plan& p, float mlo, float mhi, KernelOut o) {
+  const int64_t C = p.C;
+  const LevelTable& T = p.table;
+  const int P = p.half_grid ? 1 : T.P;
+  std::vector<float> h;
+  h.reserve(static_cast<size_t>(5 * C + 2 * P + 1));
+  auto put = [&](const std::vector<float>& v, bool use) -> int64_t {
+    if (!use) return -1;
+    const int64_t at = static_cast<int64_t>(h.size());
+    for (int64_t c = 0; c < C; ++c) h.push_back(v.size() == 1 ? v[0] : v[c]);
+    return at;
+  };
+  const bool has_off = !p.off.empty() && kFuseOffset;
+  const int64_t o_sub = put(p.sub, !p.sub.empty()), o_div = put(p.div, !p.div.empty());
+  const int64_t o_scale = put(p.scale, true), o_off = put(p.off, has_off);
+  const int64_t o_dfac = put(p.dfac, !p.dfac.empty());
+  const int64_t o_lv = static_cast<int64_t>(h.size());
+  if (!p.half_grid) {
+    for (int k = 0; k < P; ++k) h.push_back(T.lv[std::min<size_t>(k, T.lv.size() - 1)]);
+    for (int k = 0; k < P - 1; ++k) h.push_back(k < static_cast<int>(T.pb.size()) ? T.pb[k] : std::numeric_limits<float>::infinity());
+  }
+  h.push_back(0.f);  // never empty
+  auto dev = torch::tensor(h, torch::kFloat32).to(xc.device());
+  const float* base = dev.data_ptr<float>();
+  auto at_ = [&](int64_t off) { return off < 0 ? nullptr : base + off; };
+  torch::Tensor flag;
+  if (p.check_input) flag = torch::zeros({1}, xc.options().dtype(torch::kInt32));
+  c10::cuda::CUDAGuard guard(xc.device());
+  cuda::TableArgs a;
+  a.x = xc.data_ptr<float>();
+  a.out = o.out;
+  a.mask = o.mask;
+  a.da = o.da;
+  a.codes = o.codes;
+  a.shape = {L.outer, L.C, L.inner};
+  a.sub = at_(o_sub);
+  a.div = at_(o_div);
+  a.scale = at_(o_scale);
+  a.off = at_(o_off);
+  a.dfac = at_(o_dfac);
+  a.has_alpha = p.alpha.defined();
+  a.alpha = p.alpha_v;
+  a.clamp = p.clamp;
+  a.clo = p.clo;
+  a.chi = p.chi;
+  a.half_grid = p.half_grid;
+  a.glo = p.glo;
+  a.ghi = p.ghi;
+  a.levels = p.half_grid ? nullptr : base + o_lv;
+  a.bounds = p.half_grid ? nullptr : base + o_lv + P;
+  a.P = P;
+  a.mlo = mlo;
+  a.mhi = mhi;
+  a.nonfinite = flag.defined() ? flag.data_ptr<int>() : nullptr;
+  a.stream = c10::cuda::getCurrentCUDAStream().stream();
+  const int err = cuda::table_fake_quant(a);
+  if (err != 0) throw std::runtime_error("CUDA kernel table_fake_quant failed: error " + std::to_string(err));
+  return !flag.defined() || flag.item<int>() == 0;
+}
+#endif
+
+// Runs the fused kernel on x's device.
+bool run_fused(const torch::Tensor& xc, const Layout& L, const Plan& p, float mlo, float mhi, KernelOut o) {
+#ifdef AUTOQNN_WITH_CUDA_KERNELS
+  if (xc.is_cuda()) return run_kernel_cuda(xc, L, p, mlo, mhi, o);
+#endif
+  return run_kernel(xc.data_ptr<float>(), L, p, mlo, mhi, o);
+}
+
 // Autograd node of the fused path: forward value = compute().out exactly; backward: x gets g (* mask)
 // (* gfac), alpha gets sum(g * da).
 struct FusedResult {
@@ -363,7 +444,8 @@ bool fused_kernels() { return g_fused; }
 // ---------------------------------------------------------------- Pow2Quantizer
 bool Pow2Quantizer::use_fused(const torch::Tensor& x) const {
   const bool pwl_mix = backward_ != Backward::STE && grad_ratio_ > 0 && is_training();
-  return g_fused && !pwl_mix && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.numel() > 0 &&
+  const bool dev_ok = x.device().is_cpu() || (x.is_cuda() && cudak::usable(x));
+  return g_fused && !pwl_mix && dev_ok && x.scalar_type() == torch::kFloat32 && x.numel() > 0 &&
          x.layout() == torch::kStrided;
 }
 
@@ -562,7 +644,7 @@ torch::Tensor Pow2Quantizer::fake_quant(const torch::Tensor& x, const Plan& p) {
         r.da = torch::empty_like(xc);
         o.da = r.da.data_ptr<float>();
       }
-      if (!run_kernel(xc.data_ptr<float>(), L, p, mlo, mhi, o))
+      if (!run_fused(xc, L, p, mlo, mhi, o))
         check_finite(torch::full({}, std::numeric_limits<double>::quiet_NaN()), "input");  // throws
       if (!p.off.empty() && !kFuseOffset) r.out.add_(bcast(param(p.off, xc), xc));
       if (need_grad && x.requires_grad()) {  // d out / d x = scale / (div * alpha) per channel (1 for most)
@@ -605,7 +687,7 @@ Encoded Pow2Quantizer::encode_plan(const torch::Tensor& x, const Plan& p, int co
     e.codes = torch::empty(xc.sizes(), xc.options().dtype(torch::kLong));
     KernelOut o;
     o.codes = e.codes.data_ptr<int64_t>();
-    if (!run_kernel(xc.data_ptr<float>(), layout_of(xc.sizes(), axis_), p, 0.f, 0.f, o))
+    if (!run_fused(xc, layout_of(xc.sizes(), axis_), p, 0.f, 0.f, o))
       check_finite(torch::full({}, std::numeric_limits<double>::quiet_NaN()), "input");
   } else {
     if (p.check_input) check_finite(x.detach().sum(), "sum(x)");

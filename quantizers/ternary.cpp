@@ -106,6 +106,10 @@ class TernaryQuantizer final : public SchemeQuantizer {
     p.s = fq::to_host(alpha_t);
     set_range(p, -1, 1);
     finish_plan(p, x);
+    if (cudak::usable(x)) {  // qn = (x > delta) - (x < -delta)
+      p.grid.mode = 1;
+      p.grid.a = fq::from_host(delta, per_channel(), x);
+    }
     return p;
   }
 

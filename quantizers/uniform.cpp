@@ -66,6 +66,8 @@ class UniformQuantizer final : public SchemeQuantizer {
       p.s.resize(p.C);
       for (int64_t c = 0; c < p.C; ++c) p.s[c] = m[c] > 0 ? m[c] / N : 1.f;
       set_range(p, -N, N);
+      p.grid.lo = -N;
+      p.grid.hi = N;
     } else {
       const float L = static_cast<float>((1 << bits) - 1);
       auto mm = stat_min_max(x);
@@ -82,8 +84,13 @@ class UniformQuantizer final : public SchemeQuantizer {
         p.off[c] = -(z * s);
       }
       set_range(p, 0, L);
+      p.grid.lo = 0;
+      p.grid.hi = L;
     }
     finish_plan(p, x);
+    p.grid.mode = 0;  // qn = rne(clamp((x - off) / s, lo, hi))
+    p.grid.a = p.s_t;
+    if (asym_) p.grid.o = p.off_t;
     return p;
   }
 

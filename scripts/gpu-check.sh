@@ -45,6 +45,10 @@ if [ "$TESTS" = 1 ]; then
   (cd "$BUILD_DIR" && ctest --output-on-failure -j"${CTEST_JOBS:-8}" --timeout 600) >&2
   echo "gpu-check: tests took $(( $(date +%s) - t0 )) s" >&2
 fi
-if [ "$BENCH" = 1 ] && [ -x "$BUILD_DIR/bench_gpu" ]; then
-  "$BUILD_DIR/bench_gpu"
+if [ "$BENCH" = 1 ] && [ -x "$BUILD_DIR/bench/bench_gpu" ]; then
+  echo "== bench_gpu (quantizer forward+backward vs device copy bandwidth)" >&2
+  "$BUILD_DIR/bench/bench_gpu" "${BENCH_MELEMS:-16}" 30
+  echo "== bench_search on cuda (search step vs FP32 step, ResNet-20 batch 128)" >&2
+  AUTOQNN_BENCH_DEVICE=cuda "$BUILD_DIR/bench/bench_search" --benchmark_min_time=1 \
+    --benchmark_filter='Fp32TrainStep|SearchStep/hard$|SearchStep/soft|SearchWeightStep/hard'
 fi

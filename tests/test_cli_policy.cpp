@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "test_fs.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/export.h"
 #include "autoqnn/policy.h"
@@ -47,7 +48,7 @@ const Files& files() {
   static Files f = [] {
     Files f;
     f.dir = (fs::path(AUTOQNN_TEST_TMP) / ("cli_policy_" + std::to_string(::getpid()))).string();
-    fs::remove_all(f.dir);
+    autoqnn_test::remove_tree(fs::path(f.dir).string());
     fs::create_directories(f.dir);
     const ModelConfig cfg{1, 28, 10};
     for (const auto& [name, path] : {std::pair<std::string, std::string>{"lenet5", f.dir + "/fp.pt"},
@@ -274,6 +275,5 @@ TEST(CliPolicy, BadInputsLeaveOutputsAlone) {
   expect_failure(run_cli("eval --model lenet5" + kData + "--checkpoint " + f.fp + " --policy " + f.r8_policy),
                  {"written for model 'resnet8'"});
   // no stray temporaries
-  for (const auto& e : fs::directory_iterator(f.dir))
-    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  for (const auto& n : autoqnn_test::list_dir(f.dir)) EXPECT_EQ(n.find(".tmp"), std::string::npos) << n;
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "test_fs.h"
 #include "autoqnn/data.h"
 
 namespace fs = std::filesystem;
@@ -23,13 +24,13 @@ struct TestDir {
   TestDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     fs::path d = fs::path(AUTOQNN_TEST_TMP) / ("data_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(d);
+    autoqnn_test::remove_tree(fs::path(d).string());
     fs::create_directories(d);
     path = d.string();
   }
   ~TestDir() {
     std::error_code ec;
-    fs::remove_all(path, ec);
+    autoqnn_test::remove_tree(path);
   }
 };
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "test_fs.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/convert.h"
 #include "autoqnn/data.h"
@@ -25,7 +26,7 @@ namespace {
 std::string test_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   fs::path d = fs::path(AUTOQNN_TEST_TMP) / ("export_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
+  autoqnn_test::remove_tree(fs::path(d).string());
   fs::create_directories(d);
   return d.string();
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "test_fs.h"
 #include "autoqnn/convert.h"
 #include "autoqnn/data.h"
 #include "autoqnn/json_schema.h"
@@ -21,7 +22,7 @@ namespace {
 std::string test_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   fs::path d = fs::path(AUTOQNN_TEST_TMP) / ("policy_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
+  autoqnn_test::remove_tree(fs::path(d).string());
   fs::create_directories(d);
   return d.string();
 }
@@ -314,10 +315,10 @@ TEST(Policy, SaveIsAtomic) {
   fs::create_directories(dir + "/taken/sub");  // the target is a non-empty directory: rename must fail
   EXPECT_THROW(save_policy(dir + "/taken", p), std::exception);
   EXPECT_TRUE(fs::is_directory(dir + "/taken/sub"));
-  fs::remove_all(dir + "/taken");
+  autoqnn_test::remove_tree(fs::path(dir + "/taken").string());
   save_policy(dir + "/p.json", p);
   EXPECT_EQ(load_policy(dir + "/p.json").dump(), p.dump());
-  for (const auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().filename(), "p.json");  // no temp left
+  for (const auto& n : autoqnn_test::list_dir(dir)) EXPECT_EQ(n, "p.json");  // no temp left
 }
 
 TEST(Convert, CalibrationLeavesBatchNormAndSetsActivationStats) {

@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 
+#include "test_fs.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
@@ -35,7 +36,7 @@ namespace {
 std::string tmp_dir() {
   static std::string d = [] {
     auto p = (fs::path(AUTOQNN_TEST_TMP) / ("search_" + std::to_string(::getpid()))).string();
-    fs::remove_all(p);
+    autoqnn_test::remove_tree(fs::path(p).string());
     fs::create_directories(p);
     return p;
   }();

@@ -9,11 +9,13 @@ namespace autoqnn {
 namespace {
 const char* kMetaKey = "__autoqnn_meta__";
 
-torch::serialize::InputArchive open_archive(const std::string& path) {
+// Tensors are mapped to `device` while reading (default CPU): a checkpoint written on a GPU (its optimizer
+// state lives there) loads on a CPU-only LibTorch, and a CPU one on a GPU.
+torch::serialize::InputArchive open_archive(const std::string& path, torch::Device device = torch::kCPU) {
   if (!file_exists(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist");
   torch::serialize::InputArchive ar;
   try {
-    ar.load_from(path);
+    ar.load_from(path, device);
   } catch (const c10::Error& e) {
     throw std::runtime_error("checkpoint '" + path + "' is corrupt or not a LibTorch archive (" +
                              std::string(e.what_without_backtrace()).substr(0, 200) + ")");
@@ -108,7 +110,14 @@ void load_checkpoint_weights(const std::string& path, torch::nn::Module& model) 
 }
 
 bool load_checkpoint_optimizer(const std::string& path, torch::optim::Optimizer& optimizer) {
-  auto ar = open_archive(path);
+  // the optimizer state goes where the parameters it updates are
+  torch::Device dev = torch::kCPU;
+  for (auto& g : optimizer.param_groups())
+    if (!g.params().empty()) {
+      dev = g.params()[0].device();
+      break;
+    }
+  auto ar = open_archive(path, dev);
   torch::serialize::InputArchive opt;
   if (!ar.try_read("__optimizer__", opt)) return false;
   optimizer.load(opt);
