@@ -10,6 +10,7 @@ QuantizerPtr make_fixed(const QuantSpec&, Role);
 QuantizerPtr make_uniform(const QuantSpec&, Role);
 QuantizerPtr make_zoomq(const QuantSpec&, Role);
 QuantizerPtr make_pact(const QuantSpec&, Role);
+QuantizerPtr make_sat(const QuantSpec&, Role);
 QuantizerPtr make_residual(const QuantSpec&, Role);
 QuantizerPtr make_vecq(const QuantSpec&, Role);
 QuantizerPtr make_mul2q(const QuantSpec&, Role);

@@ -222,9 +222,12 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
         Cost t = switched(cur, grp, now, c, others[g]);
         double gain = 0;
         bool ok = true;
+        // Savings count only up to the overshoot: a change that removes the whole violation is worth the
+        // same whatever it frees beyond it, so a big layer does not win just by being big (it would strand
+        // budget that the refill below cannot re-spend).
         if (vw) {
           if (n.weight_bytes > a.weight_bytes) ok = false;
-          gain += (a.weight_bytes - n.weight_bytes) / b.weight_bytes;
+          gain += std::min(a.weight_bytes - n.weight_bytes, cur.weight_bytes - b.weight_bytes) / b.weight_bytes;
         } else if (t.weight_bytes > b.weight_bytes) {
           ok = false;
         }
@@ -236,7 +239,7 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
         }
         if (vb) {
           if (n.bops > a.bops) ok = false;
-          gain += (a.bops - n.bops) / b.bops;
+          gain += std::min(a.bops - n.bops, cur.bops - b.bops) / b.bops;
         } else if (b.has_bops() && t.bops > b.bops) {
           ok = false;
         }

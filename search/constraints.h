@@ -90,7 +90,8 @@ struct Derivation {
   nlohmann::json to_json(const ChoiceProblem& p) const;
 };
 // argmax per group, then repair until every budget holds: repeatedly apply the single option change that
-// loses the least architecture probability per unit of violated cost saved (normalised by the budget),
+// loses the least architecture probability per unit of violated cost saved (normalised by the budget;
+// savings beyond the current overshoot do not count),
 // never raising a violated cost nor breaking a satisfied budget; then refill: while some change to a more
 // probable option still fits every budget, apply the one with the most probability gained per unit of
 // budget spent. check_feasible first; throws InfeasibleBudget when the budgets are individually feasible

@@ -9,6 +9,7 @@
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/trainer.h"
+#include "search/qpl.h"
 #include "search/qss.h"
 #include "search/supernet.h"
 
@@ -17,11 +18,14 @@ namespace autoqnn::search {
 using nlohmann::json;
 
 // ---------------------------------------------------------------- strategies
-std::vector<std::string> search_methods() { return {"qss"}; }
+std::vector<std::string> search_methods() { return {"qss", "qpl", "qss+qpl"}; }
 
 std::unique_ptr<SearchStrategy> make_strategy(const std::string& method, ModelPtr model, const SearchSpace& space,
                                               const json& options) {
   if (method == "qss") return make_qss_strategy(std::move(model), space, options);
+  if (method == "qpl") return make_qpl_strategy(std::move(model), options);
+  if (method == "qss+qpl")
+    throw std::invalid_argument("search method 'qss+qpl' runs two searches (run_qss_qpl), not one strategy");
   std::string v;
   for (const auto& m : search_methods()) v += (v.empty() ? "" : ", ") + m;
   throw std::invalid_argument("unknown search method '" + method + "' (valid: " + v + ")");
@@ -399,6 +403,7 @@ SearchResult run_search(const SearchOptions& opt) {
                        {"lambda", {{"weight", lam.weight}, {"act", lam.act}, {"bops", lam.bops}}},
                        {"seconds", secs},
                        {"probabilities", strat->probabilities_json()}});
+    if (json lj = strat->learned_json(); !lj.is_null()) history.back()["learned"] = lj;
 
     state->set_lambdas(lam);
     CheckpointMeta sm;
@@ -465,6 +470,7 @@ SearchResult run_search(const SearchOptions& opt) {
                    {"derivation", d.to_json(problem)},
                    {"probabilities", strat->probabilities_json()},
                    {"state", state_path}};
+  if (json lj = strat->learned_json(); !lj.is_null()) policy.search["learned_bits"] = lj;
   save_policy(opt.out, policy);
   log_info("search: policy " + opt.out + ": " + format_kib(d.cost.weight_bytes) +
            fmtd(" (%.3f bits/weight)", 8.0 * d.cost.weight_bytes / static_cast<double>(N)) + ", budget " +
@@ -531,6 +537,7 @@ SearchResult rederive_from_state(const RederiveOptions& opt) {
                {"expected_cost", e.to_json(N)},
                {"derivation", d.to_json(problem)},
                {"probabilities", strat->probabilities_json()}};
+  if (json lj = strat->learned_json(); !lj.is_null()) prov["learned_bits"] = lj;
   policy.search = prov;
   save_policy(opt.out, policy);
   log_info("search: re-derived " + opt.out + " from " + opt.state + ": " + format_kib(d.cost.weight_bytes) +

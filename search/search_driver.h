@@ -61,10 +61,14 @@ class SearchStrategy {
   virtual std::vector<std::pair<std::string, double>> metrics(double progress) = 0;
   virtual nlohmann::json probabilities_json() = 0;  // {layer: [{"weight", "act", "p"}...]}
   virtual nlohmann::json config_json() const = 0;   // options to rebuild the strategy from a state
+  // Method-specific state worth recording per epoch and in the policy provenance (QPL: the learned
+  // continuous bitwidths); null = nothing.
+  virtual nlohmann::json learned_json() { return nullptr; }
 };
 
 using ModelFactory = std::function<ModelPtr(const std::string& name, const ModelConfig& cfg)>;
-// method "qss" (more strategies register here). Throws std::invalid_argument listing the methods.
+// method "qss" | "qpl" (more strategies register here). Throws std::invalid_argument listing the methods.
+// ("qss+qpl" is not one strategy but two searches in a row: run_qss_qpl in search/qpl.h.)
 std::unique_ptr<SearchStrategy> make_strategy(const std::string& method, ModelPtr model, const SearchSpace& space,
                                               const nlohmann::json& strategy_options);
 std::vector<std::string> search_methods();

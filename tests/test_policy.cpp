@@ -8,6 +8,7 @@
 #include "autoqnn/convert.h"
 #include "autoqnn/data.h"
 #include "autoqnn/json_schema.h"
+#include "quantizers/channel_quant.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
 #include "quantizers/registry.h"
@@ -279,7 +280,7 @@ TEST(Policy, ApplyInstallsQuantizersAndFp32StaysFloat) {
   for (const auto& kv : m->named_parameters()) EXPECT_EQ(kv.key().find(".wq."), std::string::npos) << kv.key();
 }
 
-TEST(Policy, ChannelBitsNeedVersion2AndAreRejectedByApply) {
+TEST(Policy, ChannelBitsNeedVersion2AndAreInstalledByApply) {
   auto m = lenet();
   Policy p = uniform(*m, "fixed:4");
   p.layers[0].channel_bits = {2, 2, 4, 4, 8, 8};
@@ -294,7 +295,10 @@ TEST(Policy, ChannelBitsNeedVersion2AndAreRejectedByApply) {
   EXPECT_EQ(back.dump(), text);
   EXPECT_TRUE(policy_schema().validate(json::parse(text)).empty());
   check_policy(back, *m);
-  expect_error([&] { apply_policy(*m, back); }, {"conv1", "channel_bits", "not supported"});
+  apply_policy(*m, back);  // per-channel bits are real since the PTQ work (docs/ptq.md)
+  auto cw = std::dynamic_pointer_cast<quant::ChannelWeightQuantizer>(quant_layers(*m)[0].layer->weight_quantizer());
+  ASSERT_TRUE(cw);
+  EXPECT_EQ(cw->channel_bits(), p.layers[0].channel_bits);
   p.layers[0].channel_bits = {4, 4};
   update_totals(p);
   expect_error([&] { check_policy(p, *m); }, {"conv1", "channel_bits has 2 entries", "6 output channels"});

@@ -1,6 +1,7 @@
 #include "autoqnn/convert.h"
 
 #include "autoqnn/runtime.h"
+#include "quantizers/channel_quant.h"
 
 namespace autoqnn {
 
@@ -37,7 +38,9 @@ CalibStats calibrate_model(Model& model, const TensorDataset& data, const CalibO
     std::vector<std::pair<torch::nn::Module*, bool>>& modes;
     std::vector<NamedQuantLayer>& layers;
     std::vector<std::pair<QuantLayer*, FakeQuantPtr>> swapped;
+    std::vector<std::shared_ptr<quant::ChannelActQuantizer>> flagged;
     ~Restore() {
+      for (auto& q : flagged) q->calibrate_on_forward = false;
       for (auto& [l, q] : swapped) l->set_act_quantizer(q);
       for (auto& [m, t] : modes) m->train(t);
     }
@@ -46,6 +49,11 @@ CalibStats calibrate_model(Model& model, const TensorDataset& data, const CalibO
   for (auto& l : layers) {
     if (auto q = std::dynamic_pointer_cast<quant::Quantizer>(l.layer->weight_quantizer())) {
       q->calibrate(l.layer->weight_param().detach());
+      ++st.weight_quantizers;
+    }
+    if (auto q = std::dynamic_pointer_cast<quant::ChannelWeightQuantizer>(l.layer->weight_quantizer())) {
+      q->calibrate(l.layer->weight_param().detach());
+      q->fit_correction(l.layer->weight_param().detach());  // bias correction (no-op without one)
       ++st.weight_quantizers;
     }
   }
@@ -59,6 +67,10 @@ CalibStats calibrate_model(Model& model, const TensorDataset& data, const CalibO
     if (auto q = std::dynamic_pointer_cast<quant::Quantizer>(aq)) {
       restore.swapped.emplace_back(l.layer, aq);
       l.layer->set_act_quantizer(std::make_shared<CalibHook>(q));
+    }
+    if (auto q = std::dynamic_pointer_cast<quant::ChannelActQuantizer>(aq)) {
+      q->calibrate_on_forward = true;
+      restore.flagged.push_back(q);
     }
     ++st.act_quantizers;
   }

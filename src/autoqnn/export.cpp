@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "autoqnn/runtime.h"
+#include "quantizers/channel_quant.h"
 #include "quantizers/registry.h"
 
 namespace autoqnn {
@@ -323,6 +324,43 @@ std::shared_ptr<quant::Quantizer> layer_quantizer(const NamedQuantLayer& nl, con
   return q;
 }
 
+// Writes one Encoded under `prefix` ("<layer>.weight." or "<layer>.weight.ch<c>."): codes, scale, offset,
+// table. Adds the bytes to el; returns the part's metadata.
+json put_encoded(SafetensorsFile& f, const std::string& prefix, const quant::Encoded& e, const std::string& layer,
+                 const std::vector<int64_t>& shape, ExportLayer& el) {
+  if (!e.codes.defined() || !e.scale.defined())
+    throw std::runtime_error("layer '" + layer + "': encode() returned no codes/scale");
+  if (e.codes.sizes().vec() != shape) throw std::runtime_error("layer '" + layer + "': encode() codes have the wrong shape");
+  std::vector<uint8_t> packed;
+  try {
+    packed = pack_bits(e.codes, e.code_bits);
+  } catch (const std::exception& ex) {
+    throw std::runtime_error("layer '" + layer + "' (" + el.spec + "): " + ex.what());
+  }
+  SafeTensor codes;
+  codes.dtype = "U8";
+  codes.shape = {static_cast<int64_t>(packed.size())};
+  codes.data = std::move(packed);
+  const int64_t code_bytes = static_cast<int64_t>(codes.data.size());
+  int64_t aux = 0;
+  f.tensors[prefix + "codes"] = std::move(codes);
+  auto put = [&](const char* what, const torch::Tensor& t) {
+    auto st = to_safetensor(t.to(torch::kFloat32));
+    aux += static_cast<int64_t>(st.data.size());
+    f.tensors[prefix + what] = std::move(st);
+  };
+  put("scale", e.scale);
+  if (e.offset.defined()) put("offset", e.offset);
+  if (e.table.defined()) put("table", e.table);
+  if (code_bytes != e.code_bytes() || aux != e.aux_bytes())
+    throw std::runtime_error("layer '" + layer + "': packed bytes disagree with Encoded::stored_bytes()");
+  el.code_bits = std::max(el.code_bits == 32 ? 0 : el.code_bits, e.code_bits);
+  el.code_bytes += code_bytes;
+  el.aux_bytes += aux;
+  return {{"shape", shape},       {"code_bits", e.code_bits},        {"grid_base", e.grid_base},
+          {"axis", e.axis},       {"table", e.table.defined()},      {"offset", e.offset.defined()}};
+}
+
 }  // namespace
 
 ExportReport export_model(Model& model, const Policy& policy, const std::string& path) {
@@ -335,12 +373,42 @@ ExportReport export_model(Model& model, const Policy& policy, const std::string&
   json layer_meta = json::object();
   for (const auto& nl : layers) {
     const LayerPolicy& lp = *policy.find(nl.name);
-    auto q = layer_quantizer(nl, lp);
+    auto cwq = std::dynamic_pointer_cast<quant::ChannelWeightQuantizer>(nl.layer->weight_quantizer());
+    auto q = cwq ? nullptr : layer_quantizer(nl, lp);
     ExportLayer el;
     el.name = nl.name;
     el.spec = lp.weight.to_string();
     el.policy_bytes = lp.weight_bytes;
-    if (!q) {
+    if (cwq) {
+      // Per-channel bits and/or bias correction (format_version 2 policies).
+      if (lp.weight.is_fp() || cwq->spec() != lp.weight || cwq->channel_bits() != lp.channel_bits ||
+          quant::correction_name(cwq->correction()) !=
+              std::string(quant::correction_name(quant::parse_correction(lp.bias_correction))))
+        throw std::runtime_error("layer '" + nl.name + "': installed quantizer '" + cwq->describe() +
+                                 "' differs from the policy's entry (weight '" + lp.weight.to_string() + "')");
+      const torch::Tensor w = nl.layer->weight_param();
+      auto parts = cwq->encode_parts(w);
+      json pm = json::array();
+      std::vector<int64_t> shape = w.sizes().vec();
+      if (parts.size() > 1) shape[0] = 1;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const std::string prefix =
+            nl.name + (parts.size() == 1 ? std::string(".weight.") : ".weight.ch" + std::to_string(i) + ".");
+        pm.push_back(put_encoded(f, prefix, parts[i], nl.name, shape, el));
+      }
+      auto put_corr = [&](const char* what, const torch::Tensor& t) {
+        auto st = to_safetensor(t.to(torch::kFloat32));
+        el.aux_bytes += static_cast<int64_t>(st.data.size());
+        f.tensors[nl.name + ".weight." + what] = std::move(st);
+      };
+      if (cwq->correction() == quant::Correction::MeanVar) put_corr("corr_scale", cwq->corr_scale);
+      if (cwq->correction() != quant::Correction::None) put_corr("corr_shift", cwq->corr_shift);
+      layer_meta[nl.name] = {{"spec", el.spec},
+                             {"shape", nl.layer->weight_shape()},
+                             {"parts", pm},
+                             {"channel_bits", cwq->channel_bits()},
+                             {"correction", quant::correction_name(cwq->correction())}};
+    } else if (!q) {
       auto t = to_safetensor(nl.layer->weight_param().to(torch::kFloat32));
       el.code_bytes = static_cast<int64_t>(t.data.size());
       f.tensors[nl.name + ".weight"] = std::move(t);
@@ -513,6 +581,63 @@ VerifyReport verify_export(Model& model, const Policy& policy, const std::string
       if (lm.at("spec").get<std::string>() != lp->weight.to_string())
         r.problems.push_back("layer '" + nl.name + "': the file says '" + lm.at("spec").get<std::string>() +
                              "', the policy '" + lp->weight.to_string() + "'");
+      if (lm.contains("parts")) {
+        // Per-channel bits / bias correction: parts dequantized, concatenated along the output channels,
+        // then out = base * corr_scale + corr_shift per channel (float32, in that order).
+        std::vector<torch::Tensor> pieces;
+        const auto& parts = lm.at("parts");
+        bool complete = true;
+        for (size_t i = 0; i < parts.size(); ++i) {
+          const json& pj = parts[i];
+          const std::string prefix =
+              nl.name + (parts.size() == 1 ? std::string(".weight.") : ".weight.ch" + std::to_string(i) + ".");
+          const SafeTensor* codes = tensor(prefix + "codes");
+          const SafeTensor* scale = tensor(prefix + "scale");
+          if (!codes || !scale) {
+            complete = false;
+            continue;
+          }
+          quant::Encoded e;
+          auto shape = pj.at("shape").get<std::vector<int64_t>>();
+          e.code_bits = pj.at("code_bits").get<int>();
+          e.grid_base = pj.at("grid_base").get<double>();
+          e.axis = pj.at("axis").get<int64_t>();
+          if (codes->dtype != "U8") throw std::runtime_error("codes are " + codes->dtype + ", expected U8");
+          e.codes = unpack_bits(codes->data.data(), codes->data.size(), numel_of(shape), e.code_bits).reshape(shape);
+          e.scale = from_safetensor(*scale);
+          weight_bytes += static_cast<int64_t>(codes->data.size() + scale->data.size());
+          for (const char* what : {"offset", "table"}) {
+            if (!pj.at(what).get<bool>()) continue;
+            if (const SafeTensor* t = tensor(prefix + what)) {
+              (std::string(what) == "offset" ? e.offset : e.table) = from_safetensor(*t);
+              weight_bytes += static_cast<int64_t>(t->data.size());
+            } else {
+              complete = false;
+            }
+          }
+          pieces.push_back(e.dequantize());
+        }
+        if (!complete) continue;
+        torch::Tensor got = torch::cat(pieces, 0);
+        std::vector<int64_t> cs(got.dim(), 1);
+        cs[0] = got.size(0);
+        const std::string corr = lm.at("correction").get<std::string>();
+        if (corr == "mean+var") {
+          if (const SafeTensor* t = tensor(nl.name + ".weight.corr_scale")) {
+            got = got * from_safetensor(*t).reshape(cs);
+            weight_bytes += static_cast<int64_t>(t->data.size());
+          }
+        }
+        if (corr == "mean" || corr == "mean+var") {
+          if (const SafeTensor* t = tensor(nl.name + ".weight.corr_shift")) {
+            got = got + from_safetensor(*t).reshape(cs);
+            weight_bytes += static_cast<int64_t>(t->data.size());
+          }
+        }
+        compare_bits(got, want, "layer '" + nl.name + "' (" + lp->weight.to_string() + ", per-channel parts) dequantized weight", r);
+        r.weights_checked += want.numel();
+        continue;
+      }
       const SafeTensor* codes = tensor(nl.name + ".weight.codes");
       const SafeTensor* scale = tensor(nl.name + ".weight.scale");
       if (!codes || !scale) continue;

@@ -105,7 +105,9 @@ std::vector<LayerProfile> profile_model(Model& model) {
   {
     torch::NoGradGuard ng;
     const auto& c = model.config();
-    model.forward(torch::zeros({1, c.in_channels, c.image_size, c.image_size}));
+    // On the model's device (a model already moved to CUDA is profiled there).
+    auto dev = layers.empty() ? torch::Device(torch::kCPU) : layers[0].layer->weight_param().device();
+    model.forward(torch::zeros({1, c.in_channels, c.image_size, c.image_size}, torch::TensorOptions().device(dev)));
   }
 
   std::vector<LayerProfile> out;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "autoqnn/model.h"
+#include "autoqnn/switchable_bn.h"
 
 namespace autoqnn::detail {
 

@@ -1,11 +1,12 @@
 #include "autoqnn/model_io.h"
 
+#include "autoqnn/adabits.h"
 #include "autoqnn/runtime.h"
 
 namespace autoqnn {
 
 LoadedModel load_model(const std::string& checkpoint, const std::string& model_name, const ModelConfig& cfg,
-                       const std::string& policy_path) {
+                       const std::string& policy_path, int bits) {
   LoadedModel out;
   out.meta = read_checkpoint_meta(checkpoint);
   const auto& m = out.meta;
@@ -20,6 +21,33 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_n
                              std::to_string(cfg.in_channels) + "x" + std::to_string(cfg.image_size) +
                              " (pass the matching --dataset)");
   out.model = make_model(m.model, m.config);
+
+  if (is_adabits(m)) {
+    auto plan = adabits_plan_of(m, checkpoint);
+    install_adabits(*out.model, plan);
+    load_checkpoint_weights(checkpoint, *out.model);
+    out.switch_bits = plan.bits;
+    if (!policy_path.empty()) {
+      if (bits != 0) throw std::runtime_error("give either a bitwidth or a policy for AdaBits checkpoint '" + checkpoint + "', not both");
+      out.policy = load_policy(policy_path);
+      select_policy(*out.model, plan, out.policy);
+    } else if (bits != 0) {
+      if (!plan.has_bits(bits))
+        throw std::runtime_error("AdaBits checkpoint '" + checkpoint + "' has no " + std::to_string(bits) +
+                                 "-bit mode (bits " + plan.bits_string() + ")");
+      out.policy = adabits_policy(*out.model, plan, bits);
+      select_bits(*out.model, bits);
+      out.active_bits = bits;
+    } else {
+      throw std::runtime_error("checkpoint '" + checkpoint + "' is an AdaBits model (bits " + plan.bits_string() +
+                               "): pass --bits B or a policy that uses its specs");
+    }
+    out.has_policy = true;
+    return out;
+  }
+  if (bits != 0)
+    throw std::runtime_error("--bits " + std::to_string(bits) + ": checkpoint '" + checkpoint +
+                             "' is not an AdaBits model (kind '" + m.kind + "')");
 
   const bool ckpt_has_policy = !m.policy.is_null();
   if (!policy_path.empty()) {
@@ -39,9 +67,7 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_n
     auto same_specs = [](const Policy& a, const Policy& b) {
       if (a.layers.size() != b.layers.size()) return false;
       for (size_t i = 0; i < a.layers.size(); ++i)
-        if (a.layers[i].name != b.layers[i].name || a.layers[i].weight != b.layers[i].weight ||
-            a.layers[i].act != b.layers[i].act)
-          return false;
+        if (!same_quantizers(a.layers[i], b.layers[i])) return false;
       return true;
     };
     if (!policy_path.empty() && !same_specs(recorded, out.policy)) {

@@ -14,9 +14,9 @@ class LeNet5 : public Model {
     const int64_t s1 = (cfg.image_size + 2 * pad - 4) / 2;  // after conv1 + pool
     const int64_t s2 = (s1 - 4) / 2;                         // after conv2 + pool
     conv1 = register_module("conv1", QuantConv2d(QuantConv2dOptions(cfg.in_channels, 6, 5).padding(pad).bias(false)));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(6));
+    bn1 = register_module("bn1", SwitchableBatchNorm2d(6));
     conv2 = register_module("conv2", QuantConv2d(QuantConv2dOptions(6, 16, 5).bias(false)));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(16));
+    bn2 = register_module("bn2", SwitchableBatchNorm2d(16));
     fc1 = register_module("fc1", QuantLinear(QuantLinearOptions(16 * s2 * s2, 120)));
     fc2 = register_module("fc2", QuantLinear(QuantLinearOptions(120, 84)));
     fc3 = register_module("fc3", QuantLinear(QuantLinearOptions(84, cfg.num_classes)));
@@ -34,7 +34,7 @@ class LeNet5 : public Model {
 
  private:
   QuantConv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  SwitchableBatchNorm2d bn1{nullptr}, bn2{nullptr};
   QuantLinear fc1{nullptr}, fc2{nullptr}, fc3{nullptr};
 };
 

@@ -25,13 +25,13 @@ class InvertedResidualImpl : public torch::nn::Module {
     const int64_t hidden = in * expand;
     if (expand != 1) {
       conv1 = register_module("conv1", QuantConv2d(QuantConv2dOptions(in, hidden, 1).bias(false)));
-      bn1 = register_module("bn1", torch::nn::BatchNorm2d(hidden));
+      bn1 = register_module("bn1", SwitchableBatchNorm2d(hidden));
     }
     conv2 = register_module(
         "conv2", QuantConv2d(QuantConv2dOptions(hidden, hidden, 3).stride(stride).padding(1).groups(hidden).bias(false)));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(hidden));
+    bn2 = register_module("bn2", SwitchableBatchNorm2d(hidden));
     conv3 = register_module("conv3", QuantConv2d(QuantConv2dOptions(hidden, out, 1).bias(false)));
-    bn3 = register_module("bn3", torch::nn::BatchNorm2d(out));
+    bn3 = register_module("bn3", SwitchableBatchNorm2d(out));
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
@@ -44,7 +44,7 @@ class InvertedResidualImpl : public torch::nn::Module {
  private:
   bool residual_;
   QuantConv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  SwitchableBatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
 };
 TORCH_MODULE(InvertedResidual);
 
@@ -58,7 +58,7 @@ class MobileNetV2 : public Model {
     int64_t in = make_divisible(32 * width);
     const int64_t last = make_divisible(1280 * width);
     conv1 = register_module("conv1", QuantConv2d(QuantConv2dOptions(cfg.in_channels, in, 3).padding(1).bias(false)));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(in));
+    bn1 = register_module("bn1", SwitchableBatchNorm2d(in));
     torch::nn::Sequential seq;
     for (const auto& st : stages) {
       const int64_t out = make_divisible(st.c * width);
@@ -69,7 +69,7 @@ class MobileNetV2 : public Model {
     }
     layers = register_module("layers", seq);
     conv2 = register_module("conv2", QuantConv2d(QuantConv2dOptions(in, last, 1).bias(false)));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(last));
+    bn2 = register_module("bn2", SwitchableBatchNorm2d(last));
     fc = register_module("fc", QuantLinear(QuantLinearOptions(last, cfg.num_classes)));
     detail::init_weights(*this);
   }
@@ -83,7 +83,7 @@ class MobileNetV2 : public Model {
 
  private:
   QuantConv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  SwitchableBatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential layers{nullptr};
   QuantLinear fc{nullptr};
 };

@@ -13,9 +13,9 @@ class BasicBlockImpl : public torch::nn::Module {
   BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride) : in_(in_planes), out_(planes), stride_(stride) {
     conv1 = register_module(
         "conv1", QuantConv2d(QuantConv2dOptions(in_planes, planes, 3).stride(stride).padding(1).bias(false)));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+    bn1 = register_module("bn1", SwitchableBatchNorm2d(planes));
     conv2 = register_module("conv2", QuantConv2d(QuantConv2dOptions(planes, planes, 3).padding(1).bias(false)));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+    bn2 = register_module("bn2", SwitchableBatchNorm2d(planes));
   }
 
   torch::Tensor forward(const torch::Tensor& x) {
@@ -37,7 +37,7 @@ class BasicBlockImpl : public torch::nn::Module {
 
   int64_t in_, out_, stride_;
   QuantConv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  SwitchableBatchNorm2d bn1{nullptr}, bn2{nullptr};
 };
 TORCH_MODULE(BasicBlock);
 
@@ -49,7 +49,7 @@ class ResNetCifar : public Model {
       throw std::invalid_argument(name + ": CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 56, ...)");
     const int64_t n = (depth - 2) / 6;
     conv1 = register_module("conv1", QuantConv2d(QuantConv2dOptions(cfg.in_channels, 16, 3).padding(1).bias(false)));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(16));
+    bn1 = register_module("bn1", SwitchableBatchNorm2d(16));
     int64_t in = 16;
     auto stage = [&](int64_t planes, int64_t stride) {
       torch::nn::Sequential seq;
@@ -74,7 +74,7 @@ class ResNetCifar : public Model {
 
  private:
   QuantConv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  SwitchableBatchNorm2d bn1{nullptr};
   torch::nn::Sequential layer1{nullptr}, layer2{nullptr}, layer3{nullptr};
   QuantLinear fc{nullptr};
 };

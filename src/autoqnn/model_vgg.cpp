@@ -16,7 +16,7 @@ class Vgg7 : public Model {
       const auto k = std::to_string(i + 1);
       convs.push_back(
           register_module("conv" + k, QuantConv2d(QuantConv2dOptions(in, widths[i], 3).padding(1).bias(false))));
-      bns.push_back(register_module("bn" + k, torch::nn::BatchNorm2d(widths[i])));
+      bns.push_back(register_module("bn" + k, SwitchableBatchNorm2d(widths[i])));
       in = widths[i];
     }
     const int64_t s = cfg.image_size / 8;
@@ -35,7 +35,7 @@ class Vgg7 : public Model {
 
  private:
   std::vector<QuantConv2d> convs;
-  std::vector<torch::nn::BatchNorm2d> bns;
+  std::vector<SwitchableBatchNorm2d> bns;
   QuantLinear fc{nullptr};
 };
 

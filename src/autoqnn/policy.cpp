@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "autoqnn/runtime.h"
+#include "quantizers/channel_quant.h"
 #include "quantizers/registry.h"
 
 namespace autoqnn {
@@ -98,27 +99,35 @@ struct Reader {
 // Bits of a spec as the policy counts them: fp32 -> 32.
 int spec_bits(const QuantSpec& s) { return s.is_fp() ? 32 : s.bits; }
 
-// Storage of a layer's weight under its spec (and per-channel bits when given).
+// Storage of a layer's weight under its spec (per-channel bits and the bias correction when given).
 int64_t layer_weight_bytes(const LayerPolicy& l) {
-  if (l.channel_bits.empty()) return quant::storage_cost(l.weight, l.shape, Role::Weight).bytes();
-  std::vector<int64_t> row = l.shape;
-  row[0] = 1;
-  int64_t bytes = 0;
-  for (int b : l.channel_bits) {
-    QuantSpec s = l.weight;
-    s.bits = b;
-    bytes += quant::storage_cost(s, row, Role::Weight).bytes();
-  }
-  return bytes;
+  if (l.weight.is_fp()) return quant::storage_cost(l.weight, l.shape, Role::Weight).bytes();
+  return quant::ChannelWeightQuantizer::storage_bytes(l.weight, l.shape, l.channel_bits,
+                                                      quant::parse_correction(l.bias_correction));
 }
 
+double mean_bits(const std::vector<int>& bits, int dflt) {
+  if (bits.empty()) return dflt;
+  double s = 0;
+  for (int b : bits) s += b;
+  return s / static_cast<double>(bits.size());
+}
+
+// MACs x weight bits x act bits; with per-channel bits every (output, input) channel pair carries an equal
+// share of the MACs, so the sum is MACs x mean weight bits x mean act bits.
 double layer_bops(const LayerPolicy& l) {
-  const double abits = l.act_bits;
-  if (l.channel_bits.empty()) return static_cast<double>(l.macs) * spec_bits(l.weight) * abits;
-  double per_channel = static_cast<double>(l.macs) / static_cast<double>(l.channel_bits.size());
-  double sum = 0;
-  for (int b : l.channel_bits) sum += per_channel * b * abits;
-  return sum;
+  const double abits = l.act.is_fp() ? 32.0 : mean_bits(l.act_channel_bits, l.act_bits);
+  const double wbits = l.weight.is_fp() ? 32.0 : mean_bits(l.channel_bits, spec_bits(l.weight));
+  return static_cast<double>(l.macs) * wbits * abits;
+}
+
+// Bytes of the layer's quantized input activation per image (per-channel bits: channel by channel).
+int64_t layer_act_bytes(const LayerPolicy& l) {
+  if (l.act_channel_bits.empty() || l.act.is_fp()) return (l.act_numel * l.act_bits + 7) / 8;
+  const int64_t per = l.act_numel / static_cast<int64_t>(l.act_channel_bits.size());
+  int64_t bits = 0;
+  for (int b : l.act_channel_bits) bits += per * b;
+  return (bits + 7) / 8;
 }
 
 bool same_double(double a, double b) { return std::fabs(a - b) <= 1e-9 * std::max(1.0, std::fabs(b)); }
@@ -153,7 +162,7 @@ const LayerPolicy* Policy::find(const std::string& name) const {
 
 int policy_required_version(const Policy& p) {
   for (const auto& l : p.layers)
-    if (!l.channel_bits.empty()) return 2;
+    if (!l.channel_bits.empty() || !l.act_channel_bits.empty() || !l.bias_correction.empty()) return 2;
   return 1;
 }
 
@@ -178,6 +187,8 @@ Json policy_to(const Policy& p) {
     e["weight"] = l.weight.to_string();
     e["act"] = l.act.to_string();
     if (!l.channel_bits.empty()) e["channel_bits"] = l.channel_bits;
+    if (!l.act_channel_bits.empty()) e["act_channel_bits"] = l.act_channel_bits;
+    if (!l.bias_correction.empty()) e["bias_correction"] = l.bias_correction;
     e["shape"] = l.shape;
     e["params"] = l.params;
     e["macs"] = l.macs;
@@ -279,8 +290,8 @@ Policy Policy::from_json(const json& j, const std::string& source) {
     const std::string base = "layers." + it.key();
     const json& e = it.value();
     r.object(e, base);
-    r.only_keys(e, base, {"index", "kind", "weight", "act", "channel_bits", "shape", "params", "macs", "act_numel",
-                          "weight_bytes", "weight_bits", "act_bits"});
+    r.only_keys(e, base, {"index", "kind", "weight", "act", "channel_bits", "act_channel_bits", "bias_correction",
+                          "shape", "params", "macs", "act_numel", "weight_bytes", "weight_bits", "act_bits"});
     LayerPolicy l;
     l.name = it.key();
     if (l.name.empty()) r.fail(base, "empty layer name");
@@ -298,6 +309,24 @@ Policy Policy::from_json(const json& j, const std::string& source) {
         l.channel_bits.push_back(static_cast<int>(b));
       }
       if (l.channel_bits.empty()) r.fail(base + ".channel_bits", "empty (omit the key instead)");
+    }
+    if (e.contains("act_channel_bits")) {
+      const std::string at = base + ".act_channel_bits";
+      if (p.format_version < 2) r.fail(at, "needs format_version 2 (the file says " + std::to_string(p.format_version) + ")");
+      if (l.act.is_fp()) r.fail(at, "a float (fp32) activation has no per-channel bits");
+      for (auto b : r.int_array(e["act_channel_bits"], at, 1)) {
+        if (b > 32) r.fail(at, "bits " + std::to_string(b) + " out of range [1, 32]");
+        l.act_channel_bits.push_back(static_cast<int>(b));
+      }
+      if (l.act_channel_bits.empty()) r.fail(at, "empty (omit the key instead)");
+    }
+    if (e.contains("bias_correction")) {
+      const std::string at = base + ".bias_correction";
+      if (p.format_version < 2) r.fail(at, "needs format_version 2 (the file says " + std::to_string(p.format_version) + ")");
+      l.bias_correction = r.string(e["bias_correction"], at);
+      if (l.bias_correction != "mean" && l.bias_correction != "mean+var")
+        r.fail(at, "'" + l.bias_correction + "' (valid: mean, mean+var)");
+      if (l.weight.is_fp()) r.fail(at, "a float (fp32) weight has no bias correction");
     }
     l.shape = r.int_array(r.get(e, base, "shape"), base + ".shape", 1);
     if (l.shape.size() < 2) r.fail(base + ".shape", "expected at least 2 dimensions");
@@ -375,7 +404,7 @@ void update_totals(Policy& p) {
     l.act_bits = spec_bits(l.act);
     t.params += l.params;
     t.weight_bytes += l.weight_bytes;
-    t.act_bytes = std::max(t.act_bytes, (l.act_numel * l.act_bits + 7) / 8);
+    t.act_bytes = std::max(t.act_bytes, layer_act_bytes(l));
     t.bops += layer_bops(l);
   }
   t.fp32_weight_bytes = 4 * t.params;
@@ -470,6 +499,29 @@ void check_policy(const Policy& p, Model& model) {
         }
       }
     }
+    if (!l.act_channel_bits.empty()) {
+      const int64_t cin = f.input_shape.empty() ? 0 : f.input_shape[0];
+      if (static_cast<int64_t>(l.act_channel_bits.size()) != cin)
+        throw PolicyError(at + "act_channel_bits has " + std::to_string(l.act_channel_bits.size()) +
+                          " entries, the layer's input " + std::to_string(cin) + " channels");
+      for (int b : l.act_channel_bits) {
+        QuantSpec s = l.act;
+        s.bits = b;
+        try {
+          quant::validate_spec(s, Role::Activation);
+        } catch (const std::exception& e) {
+          throw PolicyError(at + "act_channel_bits: " + e.what());
+        }
+      }
+    }
+    if (!l.bias_correction.empty()) {
+      try {
+        quant::parse_correction(l.bias_correction);
+      } catch (const std::exception& e) {
+        throw PolicyError(at + "bias_correction: " + e.what());
+      }
+      if (l.weight.is_fp()) throw PolicyError(at + "bias_correction on a float (fp32) weight");
+    }
   }
   if (p.fingerprint != model_fingerprint(model))
     throw PolicyError(who + ": fingerprint " + p.fingerprint + " does not match the model's " +
@@ -504,16 +556,29 @@ void check_policy(const Policy& p, Model& model) {
   tot("bops", same_double(t.bops, e.bops), std::to_string(t.bops), std::to_string(e.bops));
 }
 
+bool same_quantizers(const LayerPolicy& a, const LayerPolicy& b) {
+  return a.name == b.name && a.weight == b.weight && a.act == b.act && a.channel_bits == b.channel_bits &&
+         a.act_channel_bits == b.act_channel_bits && a.bias_correction == b.bias_correction;
+}
+
 void apply_policy(Model& model, const Policy& p) {
   check_policy(p, model);
-  for (const auto& l : p.layers)
-    if (!l.channel_bits.empty())
-      throw PolicyError("layer '" + l.name + "': channel_bits (per-channel bit allocation) is not supported by " +
-                        "the quantizers of this build");
   for (auto& nl : quant_layers(model)) {
     const LayerPolicy* l = p.find(nl.name);
-    auto wq = quant::make_quantizer(l->weight, Role::Weight);
-    auto aq = quant::make_quantizer(l->act, Role::Activation);
+    FakeQuantPtr wq, aq;
+    try {
+      if (!l->weight.is_fp() && (!l->channel_bits.empty() || !l->bias_correction.empty()))
+        wq = std::make_shared<quant::ChannelWeightQuantizer>(l->weight, l->channel_bits,
+                                                             quant::parse_correction(l->bias_correction), l->shape[0]);
+      else
+        wq = quant::make_quantizer(l->weight, Role::Weight);
+      if (!l->act.is_fp() && !l->act_channel_bits.empty())
+        aq = std::make_shared<quant::ChannelActQuantizer>(l->act, l->act_channel_bits);
+      else
+        aq = quant::make_quantizer(l->act, Role::Activation);
+    } catch (const std::exception& e) {
+      throw PolicyError("layer '" + l->name + "': " + e.what());
+    }
     // Keep new quantizers on the layer's device and in the model's mode.
     auto dev = nl.layer->weight_param().device();
     if (wq) {
@@ -571,8 +636,11 @@ std::string format_policy_table(const Policy& p) {
     const auto& l = p.layers[i];
     std::string w = l.weight.to_string();
     if (!l.channel_bits.empty()) w += " (per-channel bits)";
+    if (!l.bias_correction.empty()) w += " +bc " + l.bias_correction;
+    std::string a = l.act.to_string();
+    if (!l.act_channel_bits.empty()) a += " (per-channel bits)";
     rows.push_back({std::to_string(i), l.name, l.kind, shape_str(l.shape), std::to_string(l.params),
-                    std::to_string(l.macs), w, l.act.to_string(), std::to_string(l.weight_bytes),
+                    std::to_string(l.macs), w, a, std::to_string(l.weight_bytes),
                     fmt_double(l.weight_bits, 2)});
   }
   std::vector<size_t> width(rows[0].size(), 0);

@@ -30,9 +30,14 @@ struct LayerPolicy {
   int64_t weight_bytes = 0;             // codes + scales/tables (fp32: 4 * params)
   double weight_bits = 0;               // 8 * weight_bytes / params
   int act_bits = 32;                    // bits of the input activation (32 when fp32)
-  // Per-output-channel weight bitwidths (format_version 2; empty = every channel at weight.bits). Parsed,
-  // validated and accounted; apply_policy rejects it until the quantizers implement per-channel bits.
+  // ---- format_version 2 (post-training quantization, docs/ptq.md) ----
+  // Per-output-channel weight bitwidths (empty = every channel at weight.bits): channel c is quantized as
+  // its own tensor at channel_bits[c] (quant::ChannelWeightQuantizer) and accounted channel by channel.
   std::vector<int> channel_bits;
+  // Per-input-channel activation bitwidths (empty = act.bits): one act quantizer per input channel.
+  std::vector<int> act_channel_bits;
+  // Weight bias correction: "" (none), "mean" or "mean+var"; adds 1 or 2 float32 per output channel.
+  std::string bias_correction;
 };
 
 struct PolicyTotals {
@@ -79,13 +84,18 @@ Policy uniform_policy(Model& model, const quant::QuantSpec& weight, const quant:
 // Checks the policy against the model: fingerprint, same layer set (unknown / missing layers named),
 // shapes, specs valid for their role. Throws PolicyError.
 void check_policy(const Policy& p, Model& model);
-// Installs the quantizers of `p` into the model's layer slots (check_policy first).
+// Same quantizers (specs, per-channel bits, bias correction) for a layer.
+bool same_quantizers(const LayerPolicy& a, const LayerPolicy& b);
+// Installs the quantizers of `p` into the model's layer slots (check_policy first). Layers with
+// channel_bits or bias_correction get a quant::ChannelWeightQuantizer, layers with act_channel_bits a
+// quant::ChannelActQuantizer.
 void apply_policy(Model& model, const Policy& p);
 
 Policy load_policy(const std::string& path);            // JSON errors carry line/column
 // Parses policy text; `source` names it in errors ("P.json:3:14: malformed JSON: ...").
 Policy parse_policy(const std::string& text, const std::string& source = "policy");
-// The lowest format_version that can express `p` (1, or 2 when a layer has channel_bits).
+// The lowest format_version that can express `p` (1, or 2 when a layer has channel_bits, act_channel_bits
+// or bias_correction).
 int policy_required_version(const Policy& p);
 void save_policy(const std::string& path, const Policy& p);  // atomic
 

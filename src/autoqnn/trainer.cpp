@@ -109,8 +109,13 @@ std::vector<EpochStats> train_model(
       x = x.to(opt.device);
       y = y.to(opt.device);
       sgd.zero_grad();
-      auto logits = model.forward(x);
-      auto loss = torch::nn::functional::cross_entropy(logits, y);
+      torch::Tensor logits, loss;
+      if (opt.step_loss) {
+        loss = opt.step_loss(x, y, logits);
+      } else {
+        logits = model.forward(x);
+        loss = torch::nn::functional::cross_entropy(logits, y);
+      }
       loss.backward();
       sgd.step();
       ++step;

@@ -36,6 +36,9 @@ struct TrainOptions {
   torch::Device device = torch::kCPU;
   std::string label = "train";      // progress-bar label
   double quant_lr_scale = 1.0;      // lr multiplier for quantizer parameters (names containing "wq."/"aq.")
+  // Optional: replaces `loss = CE(model(x), y)` of a training step (AdaBits: the loss summed over the
+  // bitwidths, adabits.h). Returns the loss to minimise and sets `logits` (for the running accuracy).
+  std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& y, torch::Tensor& logits)> step_loss;
 };
 
 struct EpochStats {

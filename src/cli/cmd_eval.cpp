@@ -12,18 +12,21 @@ static int run_eval(const std::vector<std::string>& args) {
   CommonOptions c;
   std::string ckpt, policy;
   bool json = false;
+  int bits = 0;
   po::options_description desc("eval options");
   add_common_options(desc, c);
   desc.add_options()
     ("checkpoint", po::value(&ckpt)->required(), "checkpoint to evaluate")
     ("policy", po::value(&policy), "quantization policy JSON (default: the one recorded in the checkpoint)")
+    ("bits", po::value(&bits), "AdaBits checkpoints: run the switchable model at this listed bitwidth")
     ("json", po::bool_switch(&json), "print one JSON object on stdout");
   po::variables_map vm;
   if (!parse("eval", "--model NAME --checkpoint CKPT [--policy P.json] [--json]", desc, args, vm)) return 0;
+  if (vm.count("bits") && bits <= 0) throw UsageError("--bits must be a positive bitwidth of the AdaBits model");
   auto device = setup_runtime(c);
   // --model defaults to lenet5; an explicit value must match the checkpoint.
   std::string expect = vm["model"].defaulted() ? "" : c.model;
-  auto loaded = load_model(ckpt, expect, c.model_config(), policy);
+  auto loaded = load_model(ckpt, expect, c.model_config(), policy, bits);
   loaded.model->to(device);
   DataOptions d = c.data_options();
   d.train_limit = 1;  // eval reads only the test split; keep the training set small
@@ -31,6 +34,10 @@ static int run_eval(const std::vector<std::string>& args) {
   auto r = evaluate(*loaded.model, splits.test, c.batch_size, device);
   nlohmann::json j = {{"top1", r.top1}, {"loss", r.loss}, {"n", r.n}, {"model", loaded.meta.model},
                       {"checkpoint", ckpt}};
+  if (!loaded.switch_bits.empty()) {
+    j["adabits"] = loaded.switch_bits;
+    if (loaded.active_bits) j["bits"] = loaded.active_bits;
+  }
   if (loaded.has_policy) {
     j["weight_bytes"] = loaded.policy.totals.weight_bytes;
     j["avg_weight_bits"] = loaded.policy.totals.avg_weight_bits;

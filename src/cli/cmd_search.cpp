@@ -1,8 +1,10 @@
 // autoqnn search: differentiable quantization-scheme search (QSS) under size budgets -> policy JSON.
 #include <iostream>
 
+#include "autoqnn/adabits.h"
 #include "autoqnn/runtime.h"
 #include "cli.h"
+#include "search/qpl.h"
 #include "search/qss.h"
 #include "search/search_driver.h"
 
@@ -24,17 +26,23 @@ int cmd_search(const std::vector<std::string>& args) {
   std::string checkpoint, sampling = "hard", tau_schedule = "exp", from_state;
   double budget_kib = 0, avg_bits = 0, tau_start = 5.0, tau_end = 0.1;
   bool all_act_paths = false, no_gumbel = false;
+  // QPL (--method qpl | qss+qpl)
+  std::string qpl_scheme, qpl_act = "fp32", qpl_policy;
+  search::QplOptions qpl;
+  double bit_lr = 0.05;
 
   po::options_description desc("search options");
   add_common_options(desc, common);
   desc.add_options()
-      ("checkpoint", po::value(&checkpoint), "FP32 checkpoint to start from (required unless --from-state)")
+      ("checkpoint", po::value(&checkpoint), "FP32 checkpoint to start from, or an AdaBits one (warm start; required unless --from-state)")
       ("budget-kib", po::value(&budget_kib), "weight budget in KiB (codes + scales/tables)")
       ("avg-bits", po::value(&avg_bits), "weight budget as an average bitwidth: B x #weights / 8 bytes")
       ("act-budget-kib", po::value(&so.act_budget_kib)->default_value(0),
        "activation footprint budget in KiB: the largest quantized input tensor per image (0 = none)")
       ("bops", po::value(&so.bops)->default_value(0), "BOPs budget per image: sum of MACs x wbits x abits (0 = none)")
-      ("method", po::value(&so.method)->default_value("qss"), "search method: qss")
+      ("method", po::value(&so.method)->default_value("qss"),
+       "search method: qss (schemes x bits) | qpl (learned bits of given schemes) | qss+qpl (QSS picks the "
+       "schemes, then QPL learns their bits)")
       ("space", po::value(&so.space_path)->default_value(so.space_path), "search space JSON")
       ("epochs", po::value(&so.epochs)->default_value(so.epochs), "search epochs (architecture updated)")
       ("warmup", po::value(&so.warmup)->default_value(so.warmup), "weight-only epochs before the search epochs")
@@ -68,7 +76,19 @@ int cmd_search(const std::vector<std::string>& args) {
       ("steps-per-epoch", po::value(&so.max_steps_per_epoch)->default_value(0),
        "cap on the steps of an epoch (0 = a full pass over the train split)")
       ("val-limit", po::value(&so.val_eval_limit)->default_value(0),
-       "val images used for the per-epoch accuracy (0 = all)");
+       "val images used for the per-epoch accuracy (0 = all)")
+      ("qpl-scheme", po::value(&qpl_scheme),
+       "qpl: weight scheme of every layer, its bits = the initial bitwidth (e.g. vecq:4)")
+      ("qpl-act", po::value(&qpl_act)->default_value(qpl_act),
+       "qpl: activation scheme of every layer (fp32 = not quantized; otherwise its bits are learned too)")
+      ("qpl-policy", po::value(&qpl_policy), "qpl: take every layer's weight / act scheme (and initial bits) from this policy")
+      ("bit-lr", po::value(&bit_lr)->default_value(bit_lr), "qpl: learning rate of the bitwidth parameters (Adam)")
+      ("bits-min", po::value(&qpl.bits_min)->default_value(qpl.bits_min), "qpl: smallest weight bitwidth")
+      ("bits-max", po::value(&qpl.bits_max)->default_value(qpl.bits_max), "qpl: largest weight bitwidth")
+      ("act-bits-min", po::value(&qpl.act_bits_min)->default_value(qpl.act_bits_min), "qpl: smallest act bitwidth")
+      ("act-bits-max", po::value(&qpl.act_bits_max)->default_value(qpl.act_bits_max), "qpl: largest act bitwidth")
+      ("init-bits", po::value(&qpl.init_bits)->default_value(0),
+       "qpl: initial weight bitwidth of every learned layer (0 = each scheme's own bits)");
   po::variables_map vm;
   const std::string synopsis =
       "--model NAME --checkpoint FP.pt (--budget-kib X | --avg-bits B) --out policy.json [options]\n"
@@ -78,6 +98,10 @@ int cmd_search(const std::vector<std::string>& args) {
   std::optional<double> kib, bits;
   if (vm.count("budget-kib")) kib = budget_kib;
   if (vm.count("avg-bits")) bits = avg_bits;
+  // A shipped space named relative to the source tree (the default) also works from another directory.
+  if (!file_exists(so.space_path) && !so.space_path.empty() && so.space_path[0] != '/' &&
+      file_exists(std::string(AUTOQNN_SOURCE_DIR) + "/" + so.space_path))
+    so.space_path = std::string(AUTOQNN_SOURCE_DIR) + "/" + so.space_path;
   if (kib && bits) throw UsageError("give either --budget-kib or --avg-bits, not both");
   if (!kib && !bits) throw UsageError("a weight budget is required: --budget-kib X or --avg-bits B");
   if (so.out.empty()) throw UsageError("--out is required (the policy JSON to write)");
@@ -108,6 +132,12 @@ int cmd_search(const std::vector<std::string>& args) {
   so.device = setup_runtime(common);
   so.model = common.model;
   so.checkpoint = checkpoint;
+  if (is_adabits(read_checkpoint_meta(checkpoint))) {  // AdaBits warm start (docs/adabits.md)
+    so.checkpoint = search::default_state_path(so.out) + ".warmstart.pt";
+    adabits_warm_start(checkpoint, so.checkpoint);
+    log_info("search: warm start from AdaBits model '" + checkpoint + "' (latent weights, mean BatchNorm) via " +
+             so.checkpoint);
+  }
   so.data = common.data_options();
   so.batch_size = common.batch_size;
   so.seed = common.seed;
@@ -124,8 +154,47 @@ int cmd_search(const std::vector<std::string>& args) {
     q.all_act_paths = all_act_paths;
     q.gumbel = !no_gumbel;
     so.strategy = q.to_json();
+    if (so.method == "qss" && (!qpl_scheme.empty() || !qpl_policy.empty()))
+      throw std::invalid_argument("--qpl-scheme / --qpl-policy need --method qpl");
+    if (so.method == "qpl" || so.method == "qss+qpl") {
+      if (!(bit_lr > 0)) throw std::invalid_argument("--bit-lr must be positive");
+      const bool given = !qpl_scheme.empty() || !qpl_policy.empty();
+      if (so.method == "qss+qpl" && given)
+        throw std::invalid_argument("--method qss+qpl takes the schemes from its QSS stage; drop --qpl-scheme / --qpl-policy");
+      if (so.method == "qpl" && !given)
+        throw std::invalid_argument("--method qpl needs the schemes: --qpl-scheme SPEC (every layer) or --qpl-policy P.json");
+      if (!qpl_scheme.empty() && !qpl_policy.empty())
+        throw std::invalid_argument("give either --qpl-scheme or --qpl-policy, not both");
+      if (so.method == "qss+qpl" && !vm["qpl-act"].defaulted())
+        throw std::invalid_argument("--method qss+qpl takes the act schemes from its QSS stage; drop --qpl-act");
+      qpl.weight = qpl_scheme;
+      qpl.act = qpl_act;
+      if (!qpl_policy.empty()) {
+        qpl.layers = search::qpl_layers_from_policy(load_policy(qpl_policy));
+        qpl.source = "policy " + qpl_policy;
+      } else if (!qpl_scheme.empty()) {
+        qpl.source = "--qpl-scheme " + qpl_scheme + " --qpl-act " + qpl_act;
+      }
+      qpl.validate();
+    }
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
+  }
+  if (so.method == "qss+qpl") {
+    nlohmann::json qj = qpl.to_json();
+    qj.erase("weight");
+    qj.erase("layers");
+    qj.erase("act");
+    qj.erase("source");
+    so.strategy = {{"qss", so.strategy}, {"qpl", qj}};
+    search::ArchAdamOptions bits = so.arch;
+    bits.lr = bit_lr;
+    search::run_qss_qpl(so, bits);
+    return 0;
+  }
+  if (so.method == "qpl") {
+    so.strategy = qpl.to_json();
+    so.arch.lr = bit_lr;  // the architecture optimiser of QPL is the bit optimiser
   }
   search::run_search(so);
   return 0;
@@ -133,6 +202,6 @@ int cmd_search(const std::vector<std::string>& args) {
 
 }  // namespace
 
-AUTOQNN_VERB("search", "search a mixed-precision policy under a size budget (QSS)", cmd_search);
+AUTOQNN_VERB("search", "search a mixed-precision policy under a size budget (QSS, QPL, QSS+QPL)", cmd_search);
 
 }  // namespace autoqnn::cli

@@ -1,0 +1,139 @@
+// QPL, quantization-precision learning: the SearchStrategy that keeps one quantization scheme per layer and
+// learns its bitwidth as a continuous value (search/learned_bit_quantizer.h: b = v_0 + (v_n - v_0) sigmoid(s),
+// fractional-bit interpolation between the neighbouring valid bitwidths). The driver (search_driver.h) runs
+// it like QSS: weight steps (SGD, b detached) and bit steps (Adam on s, its own learning rate: the driver's
+// architecture optimiser) on
+//
+//     L = CE(val batch) + lambda_w (Size(b) / B_w - 1)^2 + lambda_a sum_l relu(Mem_l(b) / B_a - 1)^2 (+ BOPs)
+//
+// where Size, Mem and BOPs are the exact per-bitwidth costs interpolated by the same weights as the
+// quantizer outputs (continuous and piecewise linear in b, exact at every valid bitwidth). Derivation: each
+// layer's options are its valid bitwidths with the pseudo-probabilities p_k ~ exp(-(b - v_k)^2 / (2 sigma^2)),
+// so the argmax is b rounded to the nearest valid bitwidth and the generic repair / refill of constraints.h
+// makes the exact cost fit, moving first the layers whose b is closest to the next bitwidth down.
+//
+// Options (SearchOptions::strategy JSON, saved in the state):
+//   weight        spec for every layer's weight not listed in "layers" (its bits = initial b), e.g. "vecq:4"
+//   act           spec for every layer's input activation not in "layers" (default "fp32": not quantized)
+//   layers        {layer: {"weight": spec, "act": spec}}: per-layer schemes (e.g. from a policy, or the
+//                 QSS stage of qss+qpl)
+//   bits_min, bits_max           weight bitwidth range (1, 8), intersected with each scheme's valid bits
+//   act_bits_min, act_bits_max   activation bitwidth range (2, 8)
+//   init_bits, init_act_bits     initial b of every learned quantizer (0 = the spec's own bits)
+//   snap_sigma    width of the pseudo-probabilities used by the derivation (0.5)
+//   source        free text recorded with the options (where the schemes came from)
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "search/learned_bit_quantizer.h"
+#include "search/search_driver.h"
+
+namespace autoqnn::search {
+
+struct QplOptions {
+  std::string weight;        // default weight spec ("" = every layer must be in `layers`)
+  std::string act = "fp32";  // default act spec
+  nlohmann::json layers = nlohmann::json::object();
+  int bits_min = 1, bits_max = 8;
+  int act_bits_min = 2, act_bits_max = 8;
+  double init_bits = 0, init_act_bits = 0;
+  double snap_sigma = 0.5;
+  std::string source;
+  // Unknown keys and bad values -> std::invalid_argument naming the key.
+  static QplOptions from_json(const nlohmann::json& j);
+  nlohmann::json to_json() const;
+  void validate() const;
+};
+
+// {layer: {"weight": spec, "act": spec}} of a policy (for QplOptions::layers).
+nlohmann::json qpl_layers_from_policy(const Policy& p);
+
+struct QplLayer {
+  std::string name;
+  QuantLayer* layer = nullptr;
+  LayerProfile profile;
+  quant::QuantSpec weight_spec, act_spec;  // schemes (bits = the initial value)
+  LearnedBitQuantizerPtr wq, aq;           // null for fp32
+  std::vector<int> wbits, abits;           // options (fp32: {32})
+  std::vector<int64_t> wbytes, abytes;     // exact cost of each option
+};
+
+// The module saved in the search state: the model with a LearnedBitQuantizer in every quantized slot.
+class QplNet : public torch::nn::Module {
+ public:
+  QplNet(ModelPtr model, const QplOptions& opt);
+  torch::Tensor forward(const torch::Tensor& x) { return model_->forward(x); }
+  Model& model() { return *model_; }
+  std::vector<QplLayer>& layers() { return layers_; }
+  const std::vector<QplLayer>& layers() const { return layers_; }
+  int64_t num_weights() const { return num_weights_; }
+
+  std::vector<torch::Tensor> bit_parameters() const;
+  std::vector<torch::Tensor> weight_parameters();
+  void set_continuous(bool bit_grad);
+  void fix_nearest();  // every quantizer at its rounded bitwidth
+  void calibrate_next();
+
+  ExpectedCost expected_cost() const;  // Size(b), Mem_l(b), BOPs(b), differentiable w.r.t. the bit logits
+  ChoiceProblem choice_problem(double sigma) const;
+  std::vector<std::pair<quant::QuantSpec, quant::QuantSpec>> layer_specs(const std::vector<int64_t>& choice) const;
+  nlohmann::json probabilities_json(double sigma) const;
+  nlohmann::json learned_bits_json() const;  // {layer: {"weight": b, "weight_range": [lo, hi], "act": ...}}
+  double mean_weight_bits() const;           // params-weighted mean of the continuous weight bits
+
+ private:
+  ModelPtr model_;
+  std::vector<QplLayer> layers_;
+  int64_t num_weights_ = 0;
+};
+using QplNetPtr = std::shared_ptr<QplNet>;
+
+// Pseudo-probabilities of the options of one learned quantizer (1 for a fixed one).
+std::vector<double> snap_probabilities(const std::vector<int>& options, double b, double sigma);
+
+class QplStrategy : public SearchStrategy {
+ public:
+  QplStrategy(ModelPtr model, QplOptions opt);
+
+  std::string method() const override { return "qpl"; }
+  std::shared_ptr<torch::nn::Module> module() override { return net_; }
+  std::vector<torch::Tensor> weight_parameters() override { return net_->weight_parameters(); }
+  std::vector<torch::Tensor> arch_parameters() override { return net_->bit_parameters(); }
+  int64_t num_weights() const override { return net_->num_weights(); }
+
+  void begin_step(Phase phase, double progress, uint64_t step_seed) override;
+  void begin_eval() override { net_->fix_nearest(); }
+  void calibrate(const torch::Tensor& images, uint64_t step_seed) override;
+  torch::Tensor forward(const torch::Tensor& x) override { return net_->forward(x); }
+
+  ExpectedCost expected_cost() override { return net_->expected_cost(); }
+  ChoiceProblem choice_problem() override { return net_->choice_problem(opt_.snap_sigma); }
+  std::vector<std::pair<std::string, std::pair<quant::QuantSpec, quant::QuantSpec>>> layer_specs(
+      const std::vector<int64_t>& choice) override;
+  std::vector<std::pair<std::string, double>> metrics(double progress) override;
+  nlohmann::json probabilities_json() override { return net_->probabilities_json(opt_.snap_sigma); }
+  nlohmann::json config_json() const override { return opt_.to_json(); }
+  nlohmann::json learned_json() override { return net_->learned_bits_json(); }
+
+  QplNet& net() { return *net_; }
+
+ private:
+  QplNetPtr net_;
+  QplOptions opt_;
+};
+
+std::unique_ptr<SearchStrategy> make_qpl_strategy(ModelPtr model, const nlohmann::json& options);
+
+// method "qss+qpl": stage 1 = QSS (opt.strategy["qss"], opt.arch) at the budget chooses the scheme of every
+// layer (policy <out>.qss.json, state <state>.qss..., log <log>.qss.csv); stage 2 = QPL from the FP32
+// checkpoint with those schemes (opt.strategy["qpl"] + their layers, bit optimiser `bit_opt`) learns the
+// bits (state = opt.state, log = opt.log). The final policy (opt.out) carries the QPL stage's provenance with
+// method "qss+qpl" and both stages' provenance under "stages". --resume resumes whichever stage is unfinished.
+SearchResult run_qss_qpl(const SearchOptions& opt, const ArchAdamOptions& bit_opt);
+// Paths of the QSS stage of a qss+qpl search.
+std::string qss_stage_path(const std::string& path, const std::string& ext);
+
+}  // namespace autoqnn::search

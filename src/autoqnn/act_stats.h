@@ -1,0 +1,41 @@
+// Statistics of every quantizable layer's input activation over calibration batches (ACIQ clipping and
+// per-channel bit allocation of activations, docs/ptq.md). Two passes over the same batches: moments,
+// min/max first, then the mean absolute deviation around the mean.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "autoqnn/data.h"
+#include "autoqnn/model.h"
+
+namespace autoqnn::ptq {
+
+struct ChannelStats {
+  int64_t n = 0;
+  double mean = 0, mean_abs = 0, mean_sq = 0;  // E x, E|x|, E x^2
+  double mad = 0;                              // E|x - E x|
+  double min = 0, max = 0;
+  double std() const;                          // sqrt(max(E x^2 - (E x)^2, 0))
+};
+
+struct LayerActStats {
+  ChannelStats all;                    // the whole tensor
+  std::vector<ChannelStats> channels;  // per input channel (dim 1 of the input)
+  bool one_sided() const { return all.min >= 0; }
+};
+
+struct StatsOptions {
+  int64_t batches = 8;
+  int64_t batch_size = 128;
+  uint64_t seed = 1;
+  torch::Device device = torch::kCPU;
+};
+
+// Runs `opt.batches` shuffled mini-batches of `data` through the model in eval mode without gradient and
+// records every quant layer's input (before its act quantizer, which is left in place). Throws when
+// data is empty or batches < 1.
+std::map<std::string, LayerActStats> collect_act_stats(Model& model, const TensorDataset& data,
+                                                       const StatsOptions& opt);
+
+}  // namespace autoqnn::ptq

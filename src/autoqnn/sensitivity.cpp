@@ -1,0 +1,154 @@
+#include "autoqnn/sensitivity.h"
+
+#include <cmath>
+#include <iomanip>
+#include <limits>
+#include <sstream>
+
+#include "autoqnn/afp_search.h"
+#include "autoqnn/convert.h"
+#include "autoqnn/runtime.h"
+#include "autoqnn/trainer.h"
+#include "quantizers/registry.h"
+
+namespace autoqnn::ptq {
+
+using quant::QuantSpec;
+using quant::Role;
+
+std::vector<SensitivityRow> analyze_sensitivity(
+    Model& model, const std::vector<std::vector<std::pair<QuantSpec, QuantSpec>>>& candidates,
+    const TensorDataset& calib, const TensorDataset& test, const SensitivityOptions& opt, double* fp_top1_out) {
+  auto layers = quant_layers(model);
+  if (candidates.size() != layers.size())
+    throw std::invalid_argument("sensitivity: " + std::to_string(candidates.size()) + " candidate lists for " +
+                                std::to_string(layers.size()) + " layers");
+  for (const auto& l : layers)
+    if (l.layer->weight_quantizer() || l.layer->act_quantizer())
+      throw std::invalid_argument("sensitivity needs an FP32 model without quantizers (layer '" + l.name + "')");
+  model.to(opt.device);
+  double fp_top1 = 0;
+  if (opt.accuracy) fp_top1 = evaluate(model, test, opt.batch_size, opt.device).top1;
+  if (fp_top1_out) *fp_top1_out = fp_top1;
+  std::vector<SensitivityRow> rows;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto& nl = layers[i];
+    for (const auto& [ws, as] : candidates[i]) {
+      SensitivityRow r;
+      r.layer = nl.name;
+      r.index = static_cast<int64_t>(i);
+      r.weight = ws.to_string();
+      r.act = as.to_string();
+      r.weight_bytes = quant::storage_cost(ws, nl.layer->weight_shape(), Role::Weight).bytes();
+      auto wq = quant::make_quantizer(ws, Role::Weight);
+      auto aq = quant::make_quantizer(as, Role::Activation);
+      if (wq) wq->to(opt.device);
+      if (aq) aq->to(opt.device);
+      nl.layer->set_weight_quantizer(wq);
+      nl.layer->set_act_quantizer(aq);
+      struct Clear {
+        QuantLayer* l;
+        ~Clear() {
+          l->set_weight_quantizer(nullptr);
+          l->set_act_quantizer(nullptr);
+        }
+      } clear{nl.layer};
+      CalibOptions co;
+      co.batches = aq ? opt.calib_batches : 0;
+      co.batch_size = opt.batch_size;
+      co.seed = opt.seed;
+      co.device = opt.device;
+      calibrate_model(model, calib, co);
+      {
+        torch::NoGradGuard ng;
+        model.eval();
+        auto w = nl.layer->weight_param().detach().to(torch::kFloat64);
+        auto q = nl.layer->effective_weight().detach().to(torch::kFloat64);
+        const double err = (w - q).pow(2).sum().item<double>(), sig = w.pow(2).sum().item<double>();
+        r.mse = err / static_cast<double>(w.numel());
+        r.sqnr_db = err > 0 ? 10.0 * std::log10(sig / err) : std::numeric_limits<double>::infinity();
+        r.afp_distance = afp_distance(w, q);
+      }
+      if (opt.accuracy) {
+        r.top1 = evaluate(model, test, opt.batch_size, opt.device).top1;
+        r.drop = fp_top1 - r.top1;
+      }
+      log_info("analyze: " + nl.name + " " + r.weight + " / " + r.act + ": sqnr " + std::to_string(r.sqnr_db) +
+               " dB" + (opt.accuracy ? ", drop " + std::to_string(100 * r.drop) + " %" : ""));
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+namespace {
+const char* kHeader = "layer,index,weight,act,weight_bytes,mse,sqnr_db,afp_distance,top1,drop";
+std::string num(double v) {
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  std::ostringstream os;
+  os << std::setprecision(10) << v;
+  return os.str();
+}
+}  // namespace
+
+std::string sensitivity_csv(const std::vector<SensitivityRow>& rows) {
+  std::ostringstream os;
+  os << kHeader << "\n";
+  for (const auto& r : rows)
+    os << r.layer << "," << r.index << "," << r.weight << "," << r.act << "," << r.weight_bytes << "," << num(r.mse)
+       << "," << num(r.sqnr_db) << "," << num(r.afp_distance) << "," << num(r.top1) << "," << num(r.drop) << "\n";
+  return os.str();
+}
+
+std::vector<SensitivityRow> parse_sensitivity_csv(const std::string& text, const std::string& source) {
+  std::istringstream is(text);
+  std::string line;
+  if (!std::getline(is, line) || line != kHeader)
+    throw std::runtime_error(source + ":1: not a sensitivity table (expected the header '" + std::string(kHeader) + "')");
+  std::vector<SensitivityRow> rows;
+  int64_t ln = 1;
+  while (std::getline(is, line)) {
+    ++ln;
+    if (line.empty()) continue;
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) f.push_back(cell);
+    if (f.size() != 10)
+      throw std::runtime_error(source + ":" + std::to_string(ln) + ": expected 10 fields, got " + std::to_string(f.size()));
+    try {
+      SensitivityRow r;
+      r.layer = f[0];
+      r.index = std::stoll(f[1]);
+      r.weight = f[2];
+      r.act = f[3];
+      r.weight_bytes = std::stoll(f[4]);
+      r.mse = std::stod(f[5]);
+      r.sqnr_db = std::stod(f[6]);
+      r.afp_distance = std::stod(f[7]);
+      r.top1 = std::stod(f[8]);
+      r.drop = std::stod(f[9]);
+      rows.push_back(r);
+    } catch (const std::exception&) {
+      throw std::runtime_error(source + ":" + std::to_string(ln) + ": malformed number in '" + line + "'");
+    }
+  }
+  return rows;
+}
+
+std::string sensitivity_table(const std::vector<SensitivityRow>& rows, double fp_top1) {
+  std::ostringstream os;
+  os << "FP32 top-1 " << std::fixed << std::setprecision(2) << 100 * fp_top1 << " %\n";
+  os << std::left << std::setw(18) << "layer" << std::setw(22) << "weight" << std::setw(18) << "act" << std::right
+     << std::setw(9) << "bytes" << std::setw(12) << "mse" << std::setw(9) << "sqnr dB" << std::setw(10) << "afp dist"
+     << std::setw(9) << "top-1 %" << std::setw(9) << "drop %" << "\n";
+  for (const auto& r : rows) {
+    os << std::left << std::setw(18) << r.layer << std::setw(22) << r.weight << std::setw(18) << r.act << std::right
+       << std::setw(9) << r.weight_bytes << std::setw(12) << std::scientific << std::setprecision(3) << r.mse
+       << std::fixed << std::setprecision(2) << std::setw(9) << r.sqnr_db << std::setw(10) << std::setprecision(4)
+       << r.afp_distance << std::setprecision(2) << std::setw(9) << 100 * r.top1 << std::setw(9) << 100 * r.drop << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace autoqnn::ptq

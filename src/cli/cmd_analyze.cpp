@@ -1,0 +1,62 @@
+// autoqnn analyze: per-layer, per-candidate quantization error and accuracy drop with only that layer
+// quantized (a sensitivity table, CSV + readable; docs/ptq.md). `search --init-from-sensitivity` reads it.
+#include <iostream>
+
+#include "autoqnn/model_io.h"
+#include "autoqnn/runtime.h"
+#include "autoqnn/sensitivity.h"
+#include "cli.h"
+#include "search/search_space.h"
+
+namespace autoqnn::cli {
+namespace {
+
+int run_analyze(const std::vector<std::string>& args) {
+  CommonOptions c;
+  std::string ckpt, space_path = "configs/search_space/default.json", out;
+  ptq::SensitivityOptions so;
+  bool no_accuracy = false;
+  po::options_description desc("analyze options");
+  add_common_options(desc, c);
+  desc.add_options()
+    ("checkpoint", po::value(&ckpt)->required(), "FP32 checkpoint")
+    ("space", po::value(&space_path)->default_value(space_path), "search space JSON: the candidates per layer")
+    ("out", po::value(&out)->required(), "sensitivity CSV to write (atomically)")
+    ("calib-batches", po::value(&so.calib_batches)->default_value(so.calib_batches),
+     "training mini-batches calibrating the layer's activation quantizer")
+    ("no-accuracy", po::bool_switch(&no_accuracy), "weight errors only (no evaluation per candidate)");
+  po::variables_map vm;
+  if (!parse("analyze", "--model NAME --checkpoint FP.pt [--space SPACE] --out S.csv", desc, args, vm)) return 0;
+  if (so.calib_batches < 0) throw UsageError("--calib-batches must be >= 0");
+  auto device = setup_runtime(c);
+  auto space = search::SearchSpace::load(space_path);
+  std::string expect = vm["model"].defaulted() ? "" : c.model;
+  auto loaded = load_model(ckpt, expect, c.model_config());
+  if (loaded.has_policy)
+    throw std::runtime_error("checkpoint '" + ckpt + "' is already quantized; analyze takes an FP32 checkpoint");
+  Model& model = *loaded.model;
+  std::vector<std::string> names;
+  for (const auto& l : quant_layers(model)) names.push_back(l.name);
+  auto sets = space.resolve(names);
+  std::vector<std::vector<std::pair<quant::QuantSpec, quant::QuantSpec>>> cands;
+  for (const auto& s : sets) {
+    cands.emplace_back();
+    for (int64_t k = 0; k < s.size(); ++k) cands.back().emplace_back(s.weight[s.weight_index(k)], s.act[s.act_index(k)]);
+  }
+  so.batch_size = c.batch_size;
+  so.seed = c.seed;
+  so.device = device;
+  so.accuracy = !no_accuracy;
+  auto splits = load_splits(c.data_options());
+  double fp = 0;
+  auto rows = ptq::analyze_sensitivity(model, cands, splits.full_train, splits.test, so, &fp);
+  atomic_write_text(out, ptq::sensitivity_csv(rows));
+  std::cout << ptq::sensitivity_table(rows, fp) << "wrote " << out << " (" << rows.size() << " rows)" << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+AUTOQNN_VERB("analyze", "per-layer quantization sensitivity table (error and accuracy drop per candidate)", run_analyze);
+
+}  // namespace autoqnn::cli
