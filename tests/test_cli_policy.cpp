@@ -277,3 +277,29 @@ TEST(CliPolicy, BadInputsLeaveOutputsAlone) {
   // no stray temporaries
   for (const auto& n : autoqnn_test::list_dir(f.dir)) EXPECT_EQ(n.find(".tmp"), std::string::npos) << n;
 }
+
+// eval --policy on an FP32 checkpoint calibrates the new quantizers exactly as convert does: same loss.
+TEST(CliPolicy, EvalWithPolicyCalibratesLikeConvert) {
+  const auto& f = files();
+  // a briefly trained model: an untrained one's outputs barely depend on the activation ranges
+  const std::string fp = f.dir + "/eval_cal_fp.pt", q = f.dir + "/eval_cal.pt";
+  auto t = run_cli("train --model lenet5" + kData + "--epochs 2 --lr 0.05 --seed 1 --out " + fp);
+  ASSERT_EQ(t.rc, 0) << t.out;
+  const std::string pol = f.dir + "/eval_cal.json";
+  auto u = run_cli("policy uniform --model lenet5 --weight fixed:4 --act uniform:4:asym --out " + pol);
+  ASSERT_EQ(u.rc, 0) << u.out;
+  auto c = run_cli("convert --model lenet5" + kData + "--checkpoint " + fp + " --policy " + pol + " --out " + q);
+  ASSERT_EQ(c.rc, 0) << c.out;
+  auto a = run_cli("eval --model lenet5" + kData + "--checkpoint " + q + " --json", false);
+  auto b = run_cli("eval --model lenet5" + kData + "--checkpoint " + fp + " --policy " + pol + " --json", false);
+  ASSERT_EQ(a.rc, 0) << a.out;
+  ASSERT_EQ(b.rc, 0) << b.out;
+  const auto ja = json::parse(a.out), jb = json::parse(b.out);
+  EXPECT_EQ(ja["loss"].get<double>(), jb["loss"].get<double>());
+  EXPECT_EQ(ja["top1"].get<double>(), jb["top1"].get<double>());
+  // without calibration (--calib-batches 0) the activation quantizers have no range yet: a different result
+  auto n = run_cli("eval --model lenet5" + kData + "--checkpoint " + fp + " --policy " + pol +
+                       " --calib-batches 0 --json", false);
+  ASSERT_EQ(n.rc, 0) << n.out;
+  EXPECT_NE(json::parse(n.out)["loss"].get<double>(), ja["loss"].get<double>());
+}

@@ -1,7 +1,9 @@
 // autoqnn eval: top-1 / loss of a checkpoint on the test set, FP32 or quantized (--policy).
 #include <iostream>
 
+#include "autoqnn/convert.h"
 #include "autoqnn/model_io.h"
+#include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/trainer.h"
 #include "cli.h"
@@ -13,12 +15,15 @@ static int run_eval(const std::vector<std::string>& args) {
   std::string ckpt, policy;
   bool json = false;
   int bits = 0;
+  int64_t calib = 8;
   po::options_description desc("eval options");
   add_common_options(desc, c);
   desc.add_options()
     ("checkpoint", po::value(&ckpt)->required(), "checkpoint to evaluate")
     ("policy", po::value(&policy), "quantization policy JSON (default: the one recorded in the checkpoint)")
     ("bits", po::value(&bits), "AdaBits checkpoints: run the switchable model at this listed bitwidth")
+    ("calib-batches", po::value(&calib)->default_value(calib),
+     "--policy on a checkpoint without it: training batches that calibrate the new quantizers")
     ("json", po::bool_switch(&json), "print one JSON object on stdout");
   po::variables_map vm;
   if (!parse("eval", "--model NAME --checkpoint CKPT [--policy P.json] [--json]", desc, args, vm)) return 0;
@@ -26,11 +31,37 @@ static int run_eval(const std::vector<std::string>& args) {
   auto device = setup_runtime(c);
   // --model defaults to lenet5; an explicit value must match the checkpoint.
   std::string expect = vm["model"].defaulted() ? "" : c.model;
+  if (calib < 0) throw UsageError("--calib-batches must be >= 0");
+  // A given policy that the checkpoint was not trained with (an FP32 checkpoint, or other quantizers) has
+  // quantizers with no data-dependent state yet: calibrate them as `convert` does before measuring.
+  bool needs_calibration = false;
+  if (!policy.empty()) {
+    const auto meta = read_checkpoint_meta(ckpt);
+    if (meta.policy.is_null()) {
+      needs_calibration = true;
+    } else {
+      const Policy rec = Policy::from_json(meta.policy, ckpt), given = load_policy(policy);
+      needs_calibration = rec.layers.size() != given.layers.size();
+      for (size_t i = 0; !needs_calibration && i < rec.layers.size(); ++i)
+        needs_calibration = rec.layers[i].name != given.layers[i].name || !same_quantizers(rec.layers[i], given.layers[i]);
+    }
+  }
   auto loaded = load_model(ckpt, expect, c.model_config(), policy, bits);
   loaded.model->to(device);
   DataOptions d = c.data_options();
-  d.train_limit = 1;  // eval reads only the test split; keep the training set small
+  // eval reads only the test split (plus the calibration batches when it calibrates)
+  // (the same training images and shuffle as `convert`, so both give the same quantizers)
+  if (!(needs_calibration && calib > 0)) d.train_limit = 1;
   auto splits = load_splits(d);
+  if (needs_calibration && calib > 0) {
+    CalibOptions co;
+    co.batches = calib;
+    co.batch_size = c.batch_size;
+    co.seed = c.seed;
+    co.device = device;
+    auto st = calibrate_model(*loaded.model, splits.full_train, co);
+    log_info("eval: calibrated the policy's quantizers on " + std::to_string(st.images) + " training images");
+  }
   auto r = evaluate(*loaded.model, splits.test, c.batch_size, device);
   nlohmann::json j = {{"top1", r.top1}, {"loss", r.loss}, {"n", r.n}, {"model", loaded.meta.model},
                       {"checkpoint", ckpt}};

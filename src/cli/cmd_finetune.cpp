@@ -17,9 +17,7 @@ namespace {
 bool same_specs(const Policy& a, const Policy& b) {
   if (a.layers.size() != b.layers.size()) return false;
   for (size_t i = 0; i < a.layers.size(); ++i)
-    if (a.layers[i].name != b.layers[i].name || a.layers[i].weight != b.layers[i].weight ||
-        a.layers[i].act != b.layers[i].act || a.layers[i].channel_bits != b.layers[i].channel_bits)
-      return false;
+    if (a.layers[i].name != b.layers[i].name || !same_quantizers(a.layers[i], b.layers[i])) return false;
   return true;
 }
 
