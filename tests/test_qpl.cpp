@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 
+#include "autoqnn/json_schema.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
@@ -453,4 +454,14 @@ TEST(QplCli, UsageErrorsAndARun) {
   r = run_cli(base + " --method qpl --qpl-policy " + out + " --out " + tmp_dir() + "/cli2.json");
   ASSERT_EQ(r.rc, 0) << r.out;
   EXPECT_TRUE(contains(load_policy(tmp_dir() + "/cli2.json").search["strategy"]["source"].get<std::string>(), out));
+  // every policy the search writes (qpl, and qss+qpl with both stages' provenance) is valid under the schema
+  r = run_cli(base + " --method qss+qpl --space " + std::string(AUTOQNN_SOURCE_DIR) +
+              "/configs/search_space/lowbit.json --out " + tmp_dir() + "/cli3.json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto schema = JsonSchema::load(std::string(AUTOQNN_SOURCE_DIR) + "/configs/policy.schema.json");
+  for (const std::string f : {out, tmp_dir() + "/cli2.json", tmp_dir() + "/cli3.json"}) {
+    std::ifstream in(f);
+    auto v = schema.validate(json::parse(in));
+    EXPECT_TRUE(v.empty()) << f << ": " << (v.empty() ? "" : v[0].path + " " + v[0].message);
+  }
 }
