@@ -26,7 +26,7 @@ EPOCHS=${EPOCHS:-2}
 ACT=${ACT:-fp32}
 ARGS=${ARGS:-}
 RESULTS=${RESULTS:-docs/results.md}
-SCHEMES="binary twn fixed uniform zoomq resq vecq mul2q clipq pot esb apot afp"
+SCHEMES="binary twn fixed uniform zoomq resq vecq mul2q clipq pot esb apot afp sat"
 if [ -z "${SPECS:-}" ]; then
   SPECS="binary:1 esb:2:k=0"  # binary has only 1 bit; esb's default k=1 needs >= 3 bits
   for s in $SCHEMES; do for b in 2 3 4 8; do SPECS="$SPECS $s:$b"; done; done
