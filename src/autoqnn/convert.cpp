@@ -87,6 +87,13 @@ CalibStats calibrate_model(Model& model, const TensorDataset& data, const CalibO
   return st;
 }
 
+std::string calib_summary(const CalibStats& st) {
+  std::string s = "calibrated " + std::to_string(st.weight_quantizers) + " weight quantizer(s)";
+  if (st.act_quantizers == 0) return s + " (no activation quantizers: no data needed)";
+  return s + " and " + std::to_string(st.act_quantizers) + " activation quantizer(s) on " + std::to_string(st.images) +
+         " images";
+}
+
 CalibStats convert_model(Model& model, const Policy& policy, const TensorDataset* data, const CalibOptions& opt) {
   apply_policy(model, policy);
   model.to(opt.device);

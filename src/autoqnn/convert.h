@@ -32,6 +32,9 @@ struct CalibStats {
 //    are left exactly as they were.
 // Module training flags are restored afterwards.
 CalibStats calibrate_model(Model& model, const TensorDataset& data, const CalibOptions& opt);
+// "calibrated 5 weight quantizers and 3 activation quantizers on 1024 images" (no images when the policy
+// quantizes no activations: weight quantizers need no data).
+std::string calib_summary(const CalibStats& st);
 
 // apply_policy + calibrate_model (data may be null: weight quantizers only).
 CalibStats convert_model(Model& model, const Policy& policy, const TensorDataset* data, const CalibOptions& opt);

@@ -60,7 +60,7 @@ static int run_eval(const std::vector<std::string>& args) {
     co.seed = c.seed;
     co.device = device;
     auto st = calibrate_model(*loaded.model, splits.full_train, co);
-    log_info("eval: calibrated the policy's quantizers on " + std::to_string(st.images) + " training images");
+    log_info("eval: " + calib_summary(st));
   }
   auto r = evaluate(*loaded.model, splits.test, c.batch_size, device);
   nlohmann::json j = {{"top1", r.top1}, {"loss", r.loss}, {"n", r.n}, {"model", loaded.meta.model},

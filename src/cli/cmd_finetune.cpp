@@ -96,7 +96,7 @@ int run_finetune(const std::vector<std::string>& args) {
     co.seed = c.seed;
     co.device = t.device;
     auto st = calibrate_model(model, splits.full_train, co);
-    log_info("calibrated quantizers on " + std::to_string(st.images) + " images");
+    log_info(calib_summary(st));
   }
   log_info("finetuning " + model.name() + " (" + std::to_string(loaded.policy.totals.weight_bytes) + " weight bytes, " +
            std::to_string(loaded.policy.totals.avg_weight_bits) + " bits/weight) on " +
