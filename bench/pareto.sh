@@ -8,7 +8,8 @@
 # Usage: bench/pareto.sh [--quick] [--models "lenet5 resnet20"] [--seeds "1 2 3"]
 #   --quick: LeNet-5 only, 1 seed, 3 uniform schemes, 12k training images, 1-epoch search and finetune
 #            (about 30 minutes on 2 idle cores); the full mode runs for hours on CPU, minutes on a GPU.
-# Env: BIN (autoqnn binary; default: build with scripts/build.sh), DEVICE (cpu|cuda), THREADS.
+# Env: BIN (autoqnn binary; default: build with scripts/build.sh), DEVICE (cpu|cuda), THREADS, SCHEMES,
+#      ARCH_LR (QSS, 0.05), BIT_LR (QPL, 0.1), QPL_SCHEME (vecq:4), OUT (runs/pareto).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=0; MODELS=""; SEEDS=""
@@ -40,6 +41,7 @@ else
   LIMIT=0; SEARCH_EPOCHS=${SEARCH_EPOCHS:-6}; WARMUP=${WARMUP:-1}; FT_EPOCHS=${FT_EPOCHS:-5}
 fi
 OUT=${OUT:-runs/pareto}
+ARCH_LR=${ARCH_LR:-0.05}; BIT_LR=${BIT_LR:-0.1}; QPL_SCHEME=${QPL_SCHEME:-vecq:4}
 mkdir -p "$OUT" results
 CSV=results/pareto.csv
 TMPCSV="$CSV.tmp.$$"
@@ -96,8 +98,10 @@ for model in $MODELS; do
     kib=$(jget "$OUT/${model}_budget$b.json" "d['totals']['weight_bytes'] / 1024")
     for seed in $SEEDS; do
       for method in qss qpl qss+qpl; do
-        extra=()
-        [ "$method" = qpl ] && extra=(--qpl-scheme "fixed:$b")
+        # QSS stages: --arch-lr; QPL: one scheme with a wide bit range (vecq: 1..8), bits start at the budget's
+        extra=(--arch-lr "$ARCH_LR")
+        [ "$method" = qpl ] && extra=(--qpl-scheme "$QPL_SCHEME" --init-bits "$b" --bit-lr "$BIT_LR")
+        [ "$method" = qss+qpl ] && extra+=(--bit-lr "$BIT_LR")
         name="${model}_${method/+/_}_b${b}_s$seed"
         "$BIN" search --model "$model" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
           --space configs/search_space/lowbit.json --budget-kib "$kib" --epochs "$SEARCH_EPOCHS" --warmup "$WARMUP" \
