@@ -436,3 +436,20 @@ TEST(JsonSchemaValidator, PolicySchemaCatchesBadPolicies) {
   for (const char* s : {"/layers/conv1/weight", "/layers/fc1/kind", "/totals", "bops", "/layers/fc2/act_bits"})
     EXPECT_NE(all.find(s), std::string::npos) << s << "\n" << all;
 }
+
+// SAT's unscaled levels need the variance rescale where no BatchNorm follows: policy uniform adds it there.
+TEST(Policy, UniformSatRescalesLayersWithoutBatchNorm) {
+  torch::manual_seed(0);
+  auto m = make_model("resnet8", ModelConfig{1, 28, 10});
+  Policy p = uniform_policy(*m, quant::QuantSpec::parse("sat:3"), quant::QuantSpec::parse("fp32"));
+  int rescaled = 0;
+  for (const auto& l : p.layers) {
+    const bool is_fc = l.name == "fc";
+    EXPECT_EQ(l.weight.has("rescale"), is_fc) << l.name << " " << l.weight.to_string();
+    rescaled += l.weight.has("rescale");
+  }
+  EXPECT_EQ(rescaled, 1);
+  // an explicit :rescale is kept everywhere
+  Policy q = uniform_policy(*m, quant::QuantSpec::parse("sat:3:rescale"), quant::QuantSpec::parse("fp32"));
+  for (const auto& l : q.layers) EXPECT_TRUE(l.weight.has("rescale")) << l.name;
+}

@@ -1,5 +1,6 @@
 // The per-layer quantization policy: JSON form, validation against a model, totals, installation.
 // Layout and field meanings: docs/policy.md; machine-checkable form: configs/policy.schema.json.
+#include "autoqnn/adabits.h"
 #include "autoqnn/policy.h"
 
 #include <algorithm>
@@ -420,6 +421,15 @@ Policy uniform_policy(Model& model, const QuantSpec& weight, const QuantSpec& ac
   for (auto& l : p.layers) {
     l.weight = w;
     l.act = a;
+  }
+  // SAT's levels are the unscaled tanh-normalised grid in [-1, 1]: fine where a BatchNorm follows, but a
+  // layer without one needs SAT's variance rescale (":rescale"), else its outputs change scale ~1/|w|.
+  if (w.scheme == "sat" && !w.has("rescale")) {
+    QuantSpec wr = quant::validate_spec(QuantSpec::parse(w.to_string() + ":rescale"), Role::Weight);
+    for (const auto& [name, bn] : following_batchnorm(model))
+      if (bn.empty())
+        for (auto& l : p.layers)
+          if (l.name == name) l.weight = wr;
   }
   if (keep_first_last > 0) {
     QuantSpec edge = quant::validate_spec(QuantSpec::parse("fixed:" + std::to_string(keep_first_last)), Role::Weight);
