@@ -125,6 +125,10 @@ if command -v gnuplot >/dev/null; then
 set terminal pngcairo size 900,600 noenhanced
 set output "results/pareto_${model}.png"
 set logscale x
+set offsets 0, 0, 0.5, 0.5
+set grid
+# the interesting band: points more than ~8 points under FP32 (e.g. uniform:2) fall below the frame
+set yrange [${YMIN:-84}:*]
 set xlabel "weight KiB (codes + scales/tables)"
 set ylabel "test top-1 (%)"
 set title "${model} / Fashion-MNIST: accuracy per byte"
