@@ -9,6 +9,7 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include "quantizers/cuda/kernels.h"
+#include "quantizers/fq_common.h"
 #endif
 
 namespace autoqnn::quant::cudak {
@@ -56,15 +57,8 @@ std::pair<torch::Tensor, torch::Tensor> affine(const torch::Tensor& x, int64_t a
   c10::cuda::CUDAGuard guard(x.device());
   cuda::AffineArgs a;
   a.mode = g.mode == 1 ? cuda::AffineArgs::kThreshold : cuda::AffineArgs::kGrid;
-  int64_t outer = 1, C = 1, inner = 1;
-  if (axis >= 0) {
-    for (int64_t d = 0; d < axis; ++d) outer *= x.size(d);
-    C = x.size(axis);
-    for (int64_t d = axis + 1; d < x.dim(); ++d) inner *= x.size(d);
-  } else {
-    inner = x.numel();
-  }
-  a.shape = {outer, C, inner};
+  const auto L = fq::layout_of(x.sizes(), axis);
+  a.shape = {L.outer, L.C, L.inner};
   auto ta = chan(g.a, x), ts = chan(s, x);
   torch::Tensor to = g.o.defined() ? chan(g.o, x) : torch::Tensor();
   torch::Tensor toff = off.defined() ? chan(off, x) : torch::Tensor();

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "test_fs.h"
+#include "test_util.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/export.h"
 #include "autoqnn/policy.h"
@@ -21,23 +21,8 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int rc = -1;
-  std::string out;  // stdout (+ stderr when merged)
-};
-
-Result run_cli(const std::string& args, bool merge_stderr = true) {
-  std::string cmd = std::string(AUTOQNN_CLI_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using Result = autoqnn_test::CliResult;
+using autoqnn_test::run_cli;
 
 // Shared fixture files: FP32 checkpoints of lenet5 and resnet8 (untrained, saved in-process), a policy.
 struct Files {

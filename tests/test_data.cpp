@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "test_fs.h"
+#include "test_util.h"
 #include "autoqnn/data.h"
 
 namespace fs = std::filesystem;

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "test_fs.h"
+#include "test_util.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/convert.h"
 #include "autoqnn/data.h"

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "test_fs.h"
+#include "test_util.h"
 #include "autoqnn/convert.h"
 #include "autoqnn/data.h"
 #include "autoqnn/json_schema.h"

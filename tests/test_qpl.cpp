@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 
+#include "test_util.h"
 #include "autoqnn/json_schema.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/policy.h"
@@ -405,24 +406,8 @@ TEST(QplSearch, QssThenQplRecordsBothStagesAndResumes) {
 }
 
 // ================================================================= CLI
-namespace {
-struct CliResult {
-  int rc = -1;
-  std::string out;
-};
-CliResult run_cli(const std::string& args) {
-  std::string cmd = std::string(AUTOQNN_CLI_PATH) + " " + args + " 2>&1";
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-}  // namespace
+using autoqnn_test::CliResult;
+using autoqnn_test::run_cli;
 
 TEST(QplCli, UsageErrorsAndARun) {
   const std::string base = "search --model lenet5 --dataset synthetic --train-limit 300 --batch-size 50 --threads 2 "
