@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Post-training quantization study (docs/ptq.md, docs/results.md "Post-training quantization"): for one
 # model + FP32 checkpoint, without any finetuning,
-#   W4A4 and W3A4: naive min-max | +ACIQ | +bit allocation | +bias correction | all (+ BN folding)
+#   W4A4 and W3A4: naive min-max | +ACIQ without / with the guard | +bit allocation | +bias correction |
+#   all (+ BN folding, guarded ACIQ) | all without ACIQ
 #   AFP at 4 / 5 / 6 bits (weights; E chosen per model by annealing, and per layer)
 # and print a markdown table (also written to $OUT_DIR/table.md; raw JSON lines in $OUT_DIR/results.jsonl).
 #
@@ -57,13 +58,14 @@ for wa in "4 4" "3 4"; do
   base=(--weight "uniform:$W:per_channel" --act "uniform:$A:asym" --keep-first-last "$KEEP" --calib-batches "$CALIB")
   declare -A cfg=(
     [naive]=""
+    [aciqraw]="--aciq $ACIQ --no-aciq-guard"
     [aciq]="--aciq $ACIQ"
     [bitalloc]="--bit-alloc weights,acts"
     [biascorr]="--bias-correction $BC"
     [all]="--fold-bn --aciq $ACIQ --bit-alloc weights,acts --bias-correction $BC"
     [noaciq]="--fold-bn --bit-alloc weights,acts --bias-correction $BC"
   )
-  for name in naive aciq bitalloc biascorr all noaciq; do
+  for name in naive aciqraw aciq bitalloc biascorr all noaciq; do
     tag="W${W}A${A}_$name"
     echo "ptq_study: $tag" >&2
     # shellcheck disable=SC2086
@@ -89,11 +91,11 @@ for line in open(sys.argv[1]):
     d = json.loads(line); rows[d["run"]] = d
 fp = rows["fp32"]["top1"] * 100
 print(f"{sys.argv[2]}: FP32 top-1 {fp:.2f} % (n={rows['fp32']['n']}); no finetuning\n")
-print("| config | naive | +ACIQ | +bit alloc | +bias corr | all (+BN fold) | gain all vs naive | bit alloc + bias corr + BN fold (no ACIQ) | gain vs naive |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| config | naive | +ACIQ (no guard) | +ACIQ (guard) | +bit alloc | +bias corr | all (+BN fold, guarded ACIQ) | gain all vs naive | all without ACIQ | gain vs naive |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for wa in ("W4A4", "W3A4"):
-    v = [rows[f"{wa}_{k}"]["top1"] * 100 for k in ("naive", "aciq", "bitalloc", "biascorr", "all", "noaciq")]
-    print(f"| {wa} | " + " | ".join(f"{x:.2f}" for x in v[:5]) + f" | {v[4]-v[0]:+.2f} | {v[5]:.2f} | {v[5]-v[0]:+.2f} |")
+    v = [rows[f"{wa}_{k}"]["top1"] * 100 for k in ("naive", "aciqraw", "aciq", "bitalloc", "biascorr", "all", "noaciq")]
+    print(f"| {wa} | " + " | ".join(f"{x:.2f}" for x in v[:6]) + f" | {v[5]-v[0]:+.2f} | {v[6]:.2f} | {v[6]-v[0]:+.2f} |")
 print("\n| AFP (weights only, acts fp32) | 4 bits | 5 bits | 6 bits |")
 print("| --- | --- | --- | --- |")
 for mode, label in (("model", "one E per model"), ("layer", "E per layer")):

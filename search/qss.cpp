@@ -1,6 +1,11 @@
 #include "search/qss.h"
 
+#include <cmath>
+#include <map>
 #include <stdexcept>
+
+#include "autoqnn/runtime.h"
+#include "quantizers/registry.h"
 
 namespace autoqnn::search {
 
@@ -35,9 +40,21 @@ QssOptions QssOptions::from_json(const json& j) {
       o.all_act_paths = boolean();
     } else if (k == "gumbel") {
       o.gumbel = boolean();
+    } else if (k == "theta_init") {
+      if (!v.is_object()) throw std::invalid_argument("qss option 'theta_init' must be {layer: {\"w|a\": logit}}");
+      for (auto l = v.begin(); l != v.end(); ++l) {
+        if (!l.value().is_object())
+          throw std::invalid_argument("qss option 'theta_init': layer '" + l.key() + "' must map candidates to logits");
+        for (auto c = l.value().begin(); c != l.value().end(); ++c)
+          if (!c.value().is_number() || !std::isfinite(c.value().get<double>()))
+            throw std::invalid_argument("qss option 'theta_init': layer '" + l.key() + "', candidate '" + c.key() +
+                                        "' needs a finite number");
+      }
+      o.theta_init = v;
     } else {
       throw std::invalid_argument("unknown qss option '" + k +
-                                  "' (valid: sampling, tau_start, tau_end, tau_schedule, all_act_paths, gumbel)");
+                                  "' (valid: sampling, tau_start, tau_end, tau_schedule, all_act_paths, gumbel, "
+                                  "theta_init)");
     }
   }
   o.tau.validate();
@@ -45,14 +62,71 @@ QssOptions QssOptions::from_json(const json& j) {
 }
 
 json QssOptions::to_json() const {
-  return {{"sampling", sampling_name(sampling)}, {"tau_start", tau.start},         {"tau_end", tau.end},
-          {"tau_schedule", tau.kind},             {"all_act_paths", all_act_paths}, {"gumbel", gumbel}};
+  json j = {{"sampling", sampling_name(sampling)}, {"tau_start", tau.start},         {"tau_end", tau.end},
+            {"tau_schedule", tau.kind},             {"all_act_paths", all_act_paths}, {"gumbel", gumbel}};
+  if (!theta_init.empty()) j["theta_init"] = theta_init;  // absent when unused: older states keep their key
+  return j;
 }
 
 QssStrategy::QssStrategy(ModelPtr model, const SearchSpace& space, QssOptions opt)
     : net_(std::make_shared<Supernet>(std::move(model), space)), opt_(std::move(opt)) {
   opt_.tau.validate();
   net_->set_all_act_paths(opt_.all_act_paths);
+  if (!opt_.theta_init.empty()) apply_theta_init();
+}
+
+void QssStrategy::apply_theta_init() {
+  const auto& layers = net_->layers();
+  // canonical "<weight>|<act>" keys (the JSON may say "binary" for "binary:1")
+  std::map<std::string, std::map<std::string, double>> prior;
+  for (auto it = opt_.theta_init.begin(); it != opt_.theta_init.end(); ++it) {
+    bool found = false;
+    for (const auto& l : layers) found = found || l.name == it.key();
+    if (!found) throw std::invalid_argument("qss theta_init names layer '" + it.key() + "', which the model does not have");
+    for (auto c = it.value().begin(); c != it.value().end(); ++c) {
+      const auto bar = c.key().find('|');
+      if (bar == std::string::npos)
+        throw std::invalid_argument("qss theta_init: layer '" + it.key() + "': candidate '" + c.key() +
+                                    "' must read \"<weight spec>|<act spec>\"");
+      std::string key;
+      try {
+        key = quant::validate_spec(quant::QuantSpec::parse(c.key().substr(0, bar)), quant::Role::Weight).to_string() +
+              "|" +
+              quant::validate_spec(quant::QuantSpec::parse(c.key().substr(bar + 1)), quant::Role::Activation).to_string();
+      } catch (const std::exception& e) {
+        throw std::invalid_argument("qss theta_init: layer '" + it.key() + "', candidate '" + c.key() + "': " + e.what());
+      }
+      prior[it.key()][key] = c.value().get<double>();
+    }
+  }
+  int64_t set = 0, total = 0;
+  torch::NoGradGuard ng;
+  for (const auto& G : net_->groups()) {
+    if (!G.searched()) continue;
+    std::vector<double> th(G.size(), 0.0);
+    for (int64_t c = 0; c < G.size(); ++c) {
+      const std::string key =
+          G.cands.weight[G.cands.weight_index(c)].to_string() + "|" + G.cands.act[G.cands.act_index(c)].to_string();
+      double sum = 0;
+      int64_t n = 0;
+      for (int64_t li : G.layers) {
+        auto lp = prior.find(layers[li].name);
+        if (lp == prior.end()) continue;
+        auto v = lp->second.find(key);
+        if (v == lp->second.end()) continue;
+        sum += v->second;
+        ++n;
+      }
+      ++total;
+      if (n > 0) {
+        th[c] = sum / static_cast<double>(n);
+        ++set;
+      }
+    }
+    G.theta.copy_(torch::tensor(th, torch::kFloat64).to(G.theta.options()));
+  }
+  log_info("qss: initial architecture logits from theta_init: " + std::to_string(set) + " of " + std::to_string(total) +
+           " candidates set (the others start at 0)");
 }
 
 void QssStrategy::begin_step(Phase phase, double progress, uint64_t step_seed) {

@@ -11,6 +11,9 @@
 //   tau_start, tau_end, tau_schedule   5, 0.1, "exp" (see TemperatureSchedule)
 //   all_act_paths false: see ArchSample::all_act_paths
 //   gumbel        true: false drops the noise (deterministic softmax(theta / tau) relaxation)
+//   theta_init    {} | {layer: {"<weight spec>|<act spec>": logit}}: the initial architecture logits (a prior;
+//                 `search --init-from-sensitivity` builds it from an `analyze` table, sensitivity_prior.h).
+//                 Candidates it does not name start at 0; a shared group takes the mean over its layers.
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -25,6 +28,7 @@ struct QssOptions {
   TemperatureSchedule tau;
   bool all_act_paths = false;
   bool gumbel = true;
+  nlohmann::json theta_init = nlohmann::json::object();
   // Unknown keys and bad values -> std::invalid_argument naming the key.
   static QssOptions from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;
@@ -57,6 +61,7 @@ class QssStrategy : public SearchStrategy {
   const QssOptions& options() const { return opt_; }
 
  private:
+  void apply_theta_init();  // opt_.theta_init -> theta (once, at construction; a resumed state overwrites it)
   SupernetPtr net_;
   QssOptions opt_;
 };

@@ -291,6 +291,60 @@ TEST(PtqSensitivity, TableAndCsvRoundTrip) {
   EXPECT_THROW(parse_sensitivity_csv("a,b\n", "s.csv"), std::runtime_error);
 }
 
+// ---------------------------------------------------------------- ACIQ guard
+TEST(PtqAciqGuard, EveryLayerKeepsTheRangeWithTheLowerOutputError) {
+  auto data = ptq_data(128, 21);
+  PtqOptions o;
+  o.weight = quant::QuantSpec::parse("uniform:4:per_channel");
+  o.act = quant::QuantSpec::parse("uniform:3:asym");
+  o.aciq = "gauss";
+  o.calib_batches = 2;
+  o.batch_size = 64;
+  auto m = lenet();
+  auto r = run_ptq(*m, data, o);
+  // the probe rows run_ptq used: the FP model's inputs on the same calibration batches
+  auto fp = lenet();
+  ptq::StatsOptions so;
+  so.batches = o.calib_batches;
+  so.batch_size = o.batch_size;
+  so.seed = o.seed;
+  so.keep_inputs = o.guard_rows;
+  auto probe = collect_act_stats(*fp, data, so);
+  auto run = [](NamedQuantLayer& nl, const torch::Tensor& x) {
+    if (auto* c = dynamic_cast<QuantConv2dImpl*>(nl.layer)) return c->forward(x);
+    return dynamic_cast<QuantLinearImpl*>(nl.layer)->forward(x);
+  };
+  int n = 0, minmax = 0;
+  for (auto& nl : quant_layers(*m)) {
+    const auto& rep = r.layers[nl.name];
+    if (!rep.contains("guard_output_mse")) continue;
+    ++n;
+    const double ea = rep["guard_output_mse"]["aciq"], em = rep["guard_output_mse"]["minmax"];
+    EXPECT_EQ(rep["clip_choice"], ea > em ? "minmax" : "aciq") << nl.name;
+    minmax += ea > em;
+    // the installed range really is the chosen one: the probe error now is min(aciq, minmax)
+    torch::NoGradGuard ng;
+    const auto& x = probe.at(nl.name).input;
+    ASSERT_EQ(x.size(0), std::min<int64_t>(o.guard_rows, o.batch_size));
+    auto aq = nl.layer->act_quantizer();
+    nl.layer->set_act_quantizer(nullptr);
+    auto ref = run(nl, x);
+    nl.layer->set_act_quantizer(aq);
+    EXPECT_NEAR((run(nl, x) - ref).pow(2).mean().item<double>(), std::min(ea, em), 1e-6 * std::max(ea, em) + 1e-12)
+        << nl.name;
+  }
+  EXPECT_EQ(n, 5);  // every layer has a uniform act quantizer
+  EXPECT_TRUE(r.policy.search["aciq_guard"].get<bool>());
+  EXPECT_EQ(r.policy.search["aciq_minmax_layers"].get<int>(), minmax);
+  // the guard never ends above plain ACIQ: per layer the kept error is min(aciq, minmax); and without the
+  // guard the ACIQ clip stays everywhere
+  o.aciq_guard = false;
+  auto m2 = lenet();
+  auto r2 = run_ptq(*m2, data, o);
+  for (const auto& kv : r2.layers.items()) EXPECT_FALSE(kv.value().contains("clip_choice")) << kv.key();
+  EXPECT_FALSE(r2.policy.search["aciq_guard"].get<bool>());
+}
+
 // ---------------------------------------------------------------- end to end
 TEST(PtqPipeline, AllMethodsTogetherGiveAValidV2PolicyAndCheckpointState) {
   auto m = lenet();

@@ -277,9 +277,12 @@ TEST(QplNet, RoundingAndRepairAlwaysMeetTheBudget) {
     if (trial % 2) b.act_bytes = lo.act_bytes + uf(rng) * (hi.act_bytes - lo.act_bytes);
     Derivation d = derive(p, b);
     EXPECT_LE(d.cost.weight_bytes, b.weight_bytes) << trial;
-    if (b.has_act()) EXPECT_LE(d.cost.act_bytes, b.act_bytes) << trial;
-    if (d.argmax_cost.weight_bytes <= b.weight_bytes && (!b.has_act() || d.argmax_cost.act_bytes <= b.act_bytes))
+    if (b.has_act()) {
+      EXPECT_LE(d.cost.act_bytes, b.act_bytes) << trial;
+    }
+    if (d.argmax_cost.weight_bytes <= b.weight_bytes && (!b.has_act() || d.argmax_cost.act_bytes <= b.act_bytes)) {
       EXPECT_EQ(d.downgrades, 0) << trial;  // the rounded bits already fit: kept
+    }  // the rounded bits already fit: kept
     else
       ++repaired;
   }
@@ -444,7 +447,7 @@ TEST(QplCli, UsageErrorsAndARun) {
               "/configs/search_space/lowbit.json --out " + tmp_dir() + "/cli3.json");
   ASSERT_EQ(r.rc, 0) << r.out;
   const auto schema = JsonSchema::load(std::string(AUTOQNN_SOURCE_DIR) + "/configs/policy.schema.json");
-  for (const std::string f : {out, tmp_dir() + "/cli2.json", tmp_dir() + "/cli3.json"}) {
+  for (const std::string& f : {out, tmp_dir() + "/cli2.json", tmp_dir() + "/cli3.json"}) {
     std::ifstream in(f);
     auto v = schema.validate(json::parse(in));
     EXPECT_TRUE(v.empty()) << f << ": " << (v.empty() ? "" : v[0].path + " " + v[0].message);

@@ -16,6 +16,7 @@
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
+#include "autoqnn/sensitivity.h"
 #include "quantizers/registry.h"
 #include "search/constraints.h"
 #include "search/mixed_quantizer.h"
@@ -244,8 +245,11 @@ TEST(SearchSpace, ShippedSpacesLoad) {
   auto def = SearchSpace::load(std::string(AUTOQNN_SOURCE_DIR) + "/configs/search_space/default.json");
   std::set<std::string> schemes;
   for (const auto& w : def.base.weight) schemes.insert(w.scheme);
-  for (const auto& t : quant::scheme_table())
-    if (t.weight_ok) EXPECT_TRUE(schemes.count(t.name)) << "default.json lacks weight scheme " << t.name;
+  for (const auto& t : quant::scheme_table()) {
+    if (t.weight_ok) {
+      EXPECT_TRUE(schemes.count(t.name)) << "default.json lacks weight scheme " << t.name;
+    }
+  }
 }
 
 // ================================================================= mixed quantizer
@@ -405,8 +409,12 @@ TEST(Constraints, DerivedPolicyMeetsEveryFeasibleBudget) {
       Derivation d = derive(p, b);
       EXPECT_LE(d.cost.weight_bytes, b.weight_bytes) << trial << " " << f;
       EXPECT_EQ(total_cost(p, d.choice).weight_bytes, d.cost.weight_bytes);
-      if (d.argmax_cost.weight_bytes <= b.weight_bytes) EXPECT_EQ(d.choice, d.argmax);
-      if (f == 0.0) EXPECT_EQ(d.cost.weight_bytes, lo.weight_bytes);
+      if (d.argmax_cost.weight_bytes <= b.weight_bytes) {
+        EXPECT_EQ(d.choice, d.argmax);
+      }
+      if (f == 0.0) {
+        EXPECT_EQ(d.cost.weight_bytes, lo.weight_bytes);
+      }
       // with an act footprint and BOPs budget too (act: the loosest feasible value + some slack)
       b.act_bytes = lo.act_bytes + 0.5 * (hi.act_bytes - lo.act_bytes);
       b.bops = lo.bops + 0.7 * (hi.bops - lo.bops);
@@ -655,4 +663,27 @@ TEST(SearchCli, UsageErrorsInfeasibleBudgetAndARun) {
   EXPECT_LE(load_policy(tmp_dir() + "/cli_re.json").totals.avg_weight_bits, 1.6);
   r = run_cli("search --from-state " + out + " --avg-bits 2 --out " + tmp_dir() + "/cli_bad.json");
   EXPECT_NE(r.rc, 0) << r.out;
+
+  // --init-from-sensitivity: with no search epoch the policy is the prior's argmax, i.e. per layer the
+  // candidate with the highest SQNR in the analyze table (a --no-accuracy table)
+  const std::string sens = tmp_dir() + "/sens.csv";
+  r = run_cli("analyze --model lenet5 --dataset synthetic --train-limit 300 --threads 2 --no-accuracy --checkpoint " +
+              fp32_checkpoint() + " --space " + tiny_space() + " --out " + sens);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  r = run_cli(base + " --budget-kib 1000 --epochs 0 --warmup 0 --init-from-sensitivity " + sens + " --out " +
+              tmp_dir() + "/prior.json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  Policy pp = load_policy(tmp_dir() + "/prior.json");
+  auto rows = ptq::parse_sensitivity_csv(read_text_file(sens), sens);
+  for (const auto& l : pp.layers) {
+    double best = -1e300;
+    std::string best_w;
+    for (const auto& row : rows)
+      if (row.layer == l.name && row.sqnr_db > best) best = row.sqnr_db, best_w = row.weight;
+    EXPECT_EQ(l.weight.to_string(), best_w) << l.name;
+  }
+  r = run_cli(common + " --model lenet5 --method qpl --qpl-scheme vecq:4 --avg-bits 2 --init-from-sensitivity " + sens +
+              " --out " + tmp_dir() + "/bad.json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "--init-from-sensitivity")) << r.out;
 }

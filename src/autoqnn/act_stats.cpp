@@ -13,6 +13,7 @@ struct Acc {
   torch::Tensor sum, sum_abs, sum_sq, sum_dev, mn, mx;  // float64 [C]
   int64_t per_channel = 0;                              // elements per channel seen
   double all_dev = 0;                                   // sum |x - global mean|
+  torch::Tensor input;                                  // kept rows of the first input
 };
 
 // Stands in an act slot: records the input, then runs the original quantizer (if any).
@@ -20,6 +21,7 @@ class Recorder : public quant::FakeQuantizer {
  public:
   Recorder(FakeQuantPtr inner, Acc* acc) : inner_(std::move(inner)), acc_(acc) {}
   int pass = 1;
+  int64_t keep = 0;
   torch::Tensor ch_mean;   // pass 2: per-channel means [C]
   double all_mean = 0;     // pass 2: global mean
   torch::Tensor forward(const torch::Tensor& x) override {
@@ -27,6 +29,7 @@ class Recorder : public quant::FakeQuantizer {
     auto rows = x.detach().transpose(0, 1).reshape({x.size(1), -1}).to(torch::kCPU, torch::kFloat64);
     if (!torch::isfinite(rows).all().item<bool>()) throw std::domain_error("a layer input holds NaN/inf");
     if (pass == 1) {
+      if (keep > 0 && !acc_->input.defined()) acc_->input = x.detach().slice(0, 0, std::min(keep, x.size(0))).clone();
       auto s = rows.sum(1), sa = rows.abs().sum(1), sq = (rows * rows).sum(1);
       auto mn = std::get<0>(rows.min(1)), mx = std::get<0>(rows.max(1));
       if (!acc_->sum.defined()) {
@@ -74,6 +77,7 @@ std::map<std::string, LayerActStats> collect_act_stats(Model& model, const Tenso
   for (size_t i = 0; i < layers.size(); ++i) {
     orig.push_back(layers[i].layer->act_quantizer());
     rec.push_back(std::make_shared<Recorder>(orig.back(), &accs[i]));
+    rec.back()->keep = opt.keep_inputs;
     layers[i].layer->set_act_quantizer(rec.back());
   }
   model.eval();
@@ -121,6 +125,7 @@ std::map<std::string, LayerActStats> collect_act_stats(Model& model, const Tenso
     }
     const double N = n * C;
     st.all.n = a.per_channel * C;
+    st.input = a.input;
     st.all.mean = S / N, st.all.mean_abs = SA / N, st.all.mean_sq = SQ / N, st.all.mad = a.all_dev / N;
     out[layers[i].name] = std::move(st);
   }

@@ -22,6 +22,7 @@ struct ChannelStats {
 struct LayerActStats {
   ChannelStats all;                    // the whole tensor
   std::vector<ChannelStats> channels;  // per input channel (dim 1 of the input)
+  torch::Tensor input;                 // the first batch's first StatsOptions::keep_inputs rows (or undefined)
   bool one_sided() const { return all.min >= 0; }
 };
 
@@ -30,6 +31,7 @@ struct StatsOptions {
   int64_t batch_size = 128;
   uint64_t seed = 1;
   torch::Device device = torch::kCPU;
+  int64_t keep_inputs = 0;  // > 0: keep that many rows of every layer's first input (the ACIQ guard's probe)
 };
 
 // Runs `opt.batches` shuffled mini-batches of `data` through the model in eval mode without gradient and

@@ -108,6 +108,13 @@ nlohmann::json clip_quantizer(quant::Quantizer& q, const ChannelStats& s, int bi
   return j;
 }
 
+// The layer alone (its weight and act quantizers as installed).
+torch::Tensor layer_forward(NamedQuantLayer& nl, const torch::Tensor& x) {
+  if (auto* c = dynamic_cast<QuantConv2dImpl*>(nl.layer)) return c->forward(x);
+  if (auto* l = dynamic_cast<QuantLinearImpl*>(nl.layer)) return l->forward(x);
+  throw std::runtime_error("layer '" + nl.name + "': unknown quant layer kind");
+}
+
 nlohmann::json bits_histogram(const std::vector<int>& bits) {
   std::map<int, int> h;
   for (int b : bits) ++h[b];
@@ -141,6 +148,7 @@ PtqResult run_ptq(Model& model, const TensorDataset& calib, const PtqOptions& o)
     so.batch_size = o.batch_size;
     so.seed = o.seed;
     so.device = o.device;
+    if (!o.aciq.empty() && o.aciq_guard) so.keep_inputs = o.guard_rows;
     stats = collect_act_stats(model, calib, so);
   }
   const bool aciq_on = !o.aciq.empty();
@@ -197,13 +205,27 @@ PtqResult run_ptq(Model& model, const TensorDataset& calib, const PtqOptions& o)
   convert_model(model, p, &calib, co);  // installs, calibrates weights (+ bias correction) and act ranges
 
   if (aciq_on) {
+    int64_t kept_minmax = 0, guarded = 0;
     for (auto& nl : layers) {
       const LayerPolicy& l = *p.find(nl.name);
       if (l.act.is_fp() || l.act.scheme != "uniform") continue;  // kept first/last (fixed:n) keep min-max
       const LayerActStats& st = stats.at(nl.name);
       nlohmann::json& rep = res.layers[nl.name];
       rep["one_sided"] = st.one_sided();
-      const auto& aq = nl.layer->act_quantizer();
+      const FakeQuantPtr aq = nl.layer->act_quantizer();
+      // the guard's probe: output error of the layer with the min-max range (as calibrated) ...
+      const bool guard = o.aciq_guard && st.input.defined();
+      std::vector<torch::Tensor> saved;
+      torch::Tensor ref;
+      double e_minmax = 0;
+      if (guard) {
+        torch::NoGradGuard ng;
+        for (const auto& b : aq->buffers()) saved.push_back(b.clone());
+        nl.layer->set_act_quantizer(nullptr);
+        ref = layer_forward(nl, st.input);
+        nl.layer->set_act_quantizer(aq);
+        e_minmax = (layer_forward(nl, st.input) - ref).pow(2).mean().item<double>();
+      }
       if (auto q = std::dynamic_pointer_cast<quant::Quantizer>(aq)) {
         rep["clip"] = clip_quantizer(*q, st.all, q->bits(), prior, st.one_sided());
       } else if (auto cq = std::dynamic_pointer_cast<quant::ChannelActQuantizer>(aq)) {
@@ -215,7 +237,28 @@ PtqResult run_ptq(Model& model, const TensorDataset& calib, const PtqOptions& o)
         }
         rep["clip_range"] = {lo, hi};
       }
+      // ... against the ACIQ clip's; the lower one stays
+      if (guard) {
+        torch::NoGradGuard ng;
+        ++guarded;
+        const double e_aciq = (layer_forward(nl, st.input) - ref).pow(2).mean().item<double>();
+        rep["guard_output_mse"] = {{"aciq", e_aciq}, {"minmax", e_minmax}};
+        if (e_aciq > e_minmax) {
+          auto bufs = aq->buffers();
+          for (size_t i = 0; i < bufs.size(); ++i) bufs[i].copy_(saved[i]);
+          rep["clip_choice"] = "minmax";
+          ++kept_minmax;
+        } else {
+          rep["clip_choice"] = "aciq";
+        }
+      }
     }
+    if (guarded > 0)
+      log_info("ptq: ACIQ guard kept the min-max range on " + std::to_string(kept_minmax) + " of " +
+               std::to_string(guarded) + " layers (lower layer-output error on " + std::to_string(o.guard_rows) +
+               " calibration rows)");
+    p.search["aciq_guard"] = guarded > 0;
+    p.search["aciq_minmax_layers"] = kept_minmax;
   }
   res.policy = p;
   return res;

@@ -22,6 +22,11 @@ struct PtqOptions {
   quant::QuantSpec act = quant::QuantSpec::parse("uniform:4:asym");
   int keep_first_last = 0;        // > 0: first / last layer at fixed:<n> (see uniform_policy)
   std::string aciq;               // "" (min-max running range) | laplace | gauss
+  // With ACIQ: per layer, keep the ACIQ clip only where it lowers the layer's OUTPUT error (mean squared
+  // difference to the layer with float input, on a probe of calib rows) below the min-max range's; the
+  // analytical clip assumes a Laplace/Gauss input and ignores which channels the weights amplify.
+  bool aciq_guard = true;
+  int64_t guard_rows = 64;
   bool alloc_weights = false;     // per-output-channel bit allocation of weights
   bool alloc_acts = false;        // per-input-channel bit allocation of activations
   int max_channel_bits = 8;       // upper clamp of the allocation

@@ -16,6 +16,7 @@ int run_analyze(const std::vector<std::string>& args) {
   std::string ckpt, space_path = "configs/search_space/default.json", out;
   ptq::SensitivityOptions so;
   bool no_accuracy = false;
+  std::string split = "val";
   po::options_description desc("analyze options");
   add_common_options(desc, c);
   desc.add_options()
@@ -24,10 +25,13 @@ int run_analyze(const std::vector<std::string>& args) {
     ("out", po::value(&out)->required(), "sensitivity CSV to write (atomically)")
     ("calib-batches", po::value(&so.calib_batches)->default_value(so.calib_batches),
      "training mini-batches calibrating the layer's activation quantizer")
-    ("no-accuracy", po::bool_switch(&no_accuracy), "weight errors only (no evaluation per candidate)");
+    ("no-accuracy", po::bool_switch(&no_accuracy), "weight errors only (no evaluation per candidate)")
+    ("eval-split", po::value(&split)->default_value(split),
+     "where the accuracy drop is measured: val (held out of the training set; use it to steer a search) | test");
   po::variables_map vm;
   if (!parse("analyze", "--model NAME --checkpoint FP.pt [--space SPACE] --out S.csv", desc, args, vm)) return 0;
   if (so.calib_batches < 0) throw UsageError("--calib-batches must be >= 0");
+  if (split != "val" && split != "test") throw UsageError("--eval-split must be val or test, got '" + split + "'");
   auto device = setup_runtime(c);
   auto space = search::SearchSpace::load(space_path);
   std::string expect = vm["model"].defaulted() ? "" : c.model;
@@ -49,7 +53,12 @@ int run_analyze(const std::vector<std::string>& args) {
   so.accuracy = !no_accuracy;
   auto splits = load_splits(c.data_options());
   double fp = 0;
-  auto rows = ptq::analyze_sensitivity(model, cands, splits.full_train, splits.test, so, &fp);
+  // Calibration from the search-train part so that a val measurement stays held out.
+  const bool val = split == "val";
+  auto rows = ptq::analyze_sensitivity(model, cands, val ? splits.train : splits.full_train,
+                                       val ? splits.val : splits.test, so, &fp);
+  log_info("analyze: accuracy drops measured on the " + split + " split (" +
+           std::to_string((val ? splits.val : splits.test).size()) + " images)");
   atomic_write_text(out, ptq::sensitivity_csv(rows));
   std::cout << ptq::sensitivity_table(rows, fp) << "wrote " << out << " (" << rows.size() << " rows)" << std::endl;
   return 0;

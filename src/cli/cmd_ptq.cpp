@@ -16,7 +16,7 @@ int run_ptq_verb(const std::vector<std::string>& args) {
   CommonOptions c;
   ptq::PtqOptions o;
   std::string ckpt, out, policy_out, weight = "uniform:4:per_channel", act = "uniform:4:asym", aciq, bit_alloc, bc;
-  bool eval = false, json = false;
+  bool eval = false, json = false, no_guard = false;
   po::options_description desc("ptq options");
   add_common_options(desc, c);
   desc.add_options()
@@ -26,6 +26,9 @@ int run_ptq_verb(const std::vector<std::string>& args) {
     ("keep-first-last", po::value(&o.keep_first_last)->default_value(0),
      "first and last layer at fixed:<N> (weights, and activations when quantized); 0 = like the others")
     ("aciq", po::value(&aciq), "ACIQ analytical activation clipping: laplace | gauss (needs a uniform --act)")
+    ("no-aciq-guard", po::bool_switch(&no_guard),
+     "keep ACIQ's clip on every layer (default: a layer keeps its min-max range where that gives the lower "
+     "layer-output error on calibration rows)")
     ("bit-alloc", po::value(&bit_alloc), "per-channel bit allocation at the spec's average: weights | acts | weights,acts")
     ("max-channel-bits", po::value(&o.max_channel_bits)->default_value(o.max_channel_bits),
      "upper clamp of the per-channel allocation")
@@ -48,6 +51,8 @@ int run_ptq_verb(const std::vector<std::string>& args) {
     o.weight = quant::QuantSpec::parse(weight);
     o.act = quant::QuantSpec::parse(act);
     o.aciq = aciq;
+    o.aciq_guard = !no_guard;
+    if (no_guard && aciq.empty()) throw std::invalid_argument("--no-aciq-guard needs --aciq");
     if (!bit_alloc.empty()) std::tie(o.alloc_weights, o.alloc_acts) = ptq::parse_bit_alloc(bit_alloc);
     o.bias_correction = bc;
     if (o.keep_first_last < 0) throw std::invalid_argument("--keep-first-last must be >= 0");

@@ -2,11 +2,13 @@
 #include <iostream>
 
 #include "autoqnn/adabits.h"
+#include "autoqnn/sensitivity.h"
 #include "autoqnn/runtime.h"
 #include "cli.h"
 #include "search/qpl.h"
 #include "search/qss.h"
 #include "search/search_driver.h"
+#include "search/sensitivity_prior.h"
 
 namespace autoqnn::cli {
 namespace {
@@ -23,7 +25,8 @@ std::string join_command(const std::vector<std::string>& args) {
 int cmd_search(const std::vector<std::string>& args) {
   CommonOptions common;
   search::SearchOptions so;
-  std::string checkpoint, sampling = "hard", tau_schedule = "exp", from_state;
+  std::string checkpoint, sampling = "hard", tau_schedule = "exp", from_state, sens_csv;
+  double sens_scale = 20.0;
   double budget_kib = 0, avg_bits = 0, tau_start = 5.0, tau_end = 0.1;
   bool all_act_paths = false, no_gumbel = false;
   // QPL (--method qpl | qss+qpl)
@@ -77,6 +80,10 @@ int cmd_search(const std::vector<std::string>& args) {
        "cap on the steps of an epoch (0 = a full pass over the train split)")
       ("val-limit", po::value(&so.val_eval_limit)->default_value(0),
        "val images used for the per-epoch accuracy (0 = all)")
+      ("init-from-sensitivity", po::value(&sens_csv),
+       "qss / qss+qpl: initial architecture logits from an `autoqnn analyze` table (-K x accuracy drop)")
+      ("sensitivity-scale", po::value(&sens_scale)->default_value(sens_scale),
+       "K of --init-from-sensitivity: logit = -K x drop (drop as a fraction; 20: a 5-point drop -> -1)")
       ("qpl-scheme", po::value(&qpl_scheme),
        "qpl: weight scheme of every layer, its bits = the initial bitwidth (e.g. vecq:4)")
       ("qpl-act", po::value(&qpl_act)->default_value(qpl_act),
@@ -153,6 +160,16 @@ int cmd_search(const std::vector<std::string>& args) {
     q.tau.validate();
     q.all_act_paths = all_act_paths;
     q.gumbel = !no_gumbel;
+    if (!sens_csv.empty()) {
+      if (so.method == "qpl")
+        throw std::invalid_argument("--init-from-sensitivity initialises QSS's logits: use --method qss or qss+qpl");
+      q.theta_init = search::theta_prior_from_sensitivity(
+          ptq::parse_sensitivity_csv(read_text_file(sens_csv), sens_csv), sens_scale, sens_csv);
+      log_info("search: architecture prior from " + sens_csv + " (" + std::to_string(q.theta_init.size()) +
+               " layers, scale " + std::to_string(sens_scale) + ")");
+    } else if (!vm["sensitivity-scale"].defaulted()) {
+      throw std::invalid_argument("--sensitivity-scale needs --init-from-sensitivity");
+    }
     so.strategy = q.to_json();
     if (so.method == "qss" && (!qpl_scheme.empty() || !qpl_policy.empty()))
       throw std::invalid_argument("--qpl-scheme / --qpl-policy need --method qpl");
