@@ -2,8 +2,8 @@
 """Checks the issue-7 targets on a bench/pareto.sh CSV (default results/pareto.csv) for one model.
 
 usage: bench/pareto_targets.py [CSV] [MODEL]      (MODEL default resnet20)
-Per searched (method, budget): mean ± std over seeds; the best uniform policy of the same or larger size
-(mean over seeds); the targets: >= that uniform, 2-bit: >= best uniform 2-bit + 1.0 and >= FP32 - 1.5,
+Per searched (method, budget): mean ± std over seeds; the best uniform policy at the same budget (every layer at
+B bits: the same or larger size, as the search stays under the budget; mean over seeds); the targets: >= that uniform, 2-bit: >= best uniform 2-bit + 1.0 and >= FP32 - 1.5,
 3-bit: >= FP32 - 0.5, 4-bit: >= FP32 - 0.2, seed std <= 0.3. Prints a markdown table.
 """
 import csv
@@ -26,13 +26,13 @@ def main():
     fp = stat[("fp32", "fp32")][0]
     uni = {cfg: s for (m, cfg), s in stat.items() if m == "uniform"}
     print(f"{model}: FP32 {fp:.2f} %\n")
-    print("| searched | KiB | top-1 mean ± std | best uniform ≥ its size | ≥ it? | accuracy target | met? | std ≤ 0.3? |")
+    print("| searched | KiB | top-1 mean ± std | best uniform at B bits (≥ its size) | ≥ it? | accuracy target | met? | std ≤ 0.3? |")
     print("|---|---:|---:|---|---|---|---|---|")
     for (m, cfg), (mean, sd, kib, _) in sorted(stat.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if m in ("fp32", "uniform"):
             continue
         b = int(cfg.replace("uniform", "").replace("-budget", ""))
-        bigger = [(s[0], c) for c, s in uni.items() if s[2] >= kib - 1e-9]
+        bigger = [(s[0], c) for c, s in uni.items() if s[2] >= kib - 1e-9 and abs(s[3] - b) < 0.05]
         bu = max(bigger) if bigger else None
         ge = "yes" if bu and mean >= bu[0] else ("no" if bu else "-")
         if b == 2:
