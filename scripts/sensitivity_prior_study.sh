@@ -35,7 +35,7 @@ run() {  # name seed epochs
   top1=$("$BIN" eval --model "$MODEL" --checkpoint "$OUT_DIR/$name.pt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["top1"])')
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$seed" "$(j "$OUT_DIR/$name.json" "d['totals']['weight_bytes']")" \
     "$(j "$OUT_DIR/$name.json" "round(d['totals']['avg_weight_bits'], 3)")" "$top1" \
-    "$(j "$OUT_DIR/$name.json" "' '.join(l['weight'] for l in d['layers'])")" | tee -a "$TSV.tmp" >&2
+    "$(j "$OUT_DIR/$name.json" "' '.join(l['weight'] for l in d['layers'].values())")" | tee -a "$TSV.tmp" >&2
 }
 run prior_argmax 1 0
 for s in $SEEDS; do run "qss_prior_s$s" "$s" "$SEARCH_EPOCHS"; done
