@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 
+#include "test_fixtures.h"
 #include "test_util.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/policy.h"
@@ -35,12 +36,7 @@ using quant::Role;
 namespace {
 
 std::string tmp_dir() {
-  static std::string d = [] {
-    auto p = (fs::path(AUTOQNN_TEST_TMP) / ("search_" + std::to_string(::getpid()))).string();
-    autoqnn_test::remove_tree(fs::path(p).string());
-    fs::create_directories(p);
-    return p;
-  }();
+  static std::string d = autoqnn_test::make_tmp_dir("search");
   return d;
 }
 
@@ -50,47 +46,14 @@ std::string write_file(const std::string& name, const std::string& text) {
   return path;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using autoqnn_test::contains;
+using autoqnn_test::error_of;
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-const ModelConfig kCfg{1, 28, 10};  // the synthetic dataset's shape
+const ModelConfig kCfg = autoqnn_test::kSyntheticCfg;
 
 // An FP32 LeNet-5 checkpoint (briefly trained on the synthetic set so the search has a signal).
 const std::string& fp32_checkpoint() {
-  static std::string path = [] {
-    std::string p = tmp_dir() + "/lenet5_fp32.pt";
-    torch::manual_seed(0);
-    auto m = make_model("lenet5", kCfg);
-    DataOptions d;
-    d.dataset = "synthetic";
-    d.train_limit = 600;
-    Splits s = load_splits(d);
-    torch::optim::SGD sgd(m->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
-    m->train();
-    for (int e = 0; e < 2; ++e)
-      for (int64_t i = 0; i + 50 <= s.full_train.size(); i += 50) {
-        auto b = s.full_train.slice(i, i + 50);
-        auto loss = torch::nn::functional::cross_entropy(m->forward(b.images), b.labels);
-        sgd.zero_grad();
-        loss.backward();
-        sgd.step();
-      }
-    CheckpointMeta meta;
-    meta.kind = "fp32";
-    meta.model = "lenet5";
-    meta.config = kCfg;
-    meta.dataset = "synthetic";
-    save_checkpoint(p, *m, meta);
-    return p;
-  }();
+  static std::string path = autoqnn_test::train_synthetic_lenet5(tmp_dir() + "/lenet5_fp32.pt");
   return path;
 }
 
