@@ -79,7 +79,6 @@ struct SearchSetup {
   std::unique_ptr<ArchAdam> adam;
   std::vector<torch::Tensor> weights;
   Budgets budgets;
-  Lambdas lambdas;
 
   explicit SearchSetup(const std::string& mode) {
     torch::manual_seed(0);
@@ -101,7 +100,7 @@ struct SearchSetup {
     const auto& b = batch();
     strat->begin_step(Phase::Arch, 0.5, seed);
     auto ce = torch::nn::functional::cross_entropy(strat->forward(b.x), b.y);
-    auto total = ce + cost_penalty(strat->expected_cost(), budgets, lambdas).to(ce.scalar_type());
+    auto total = ce + cost_penalty(strat->expected_cost(), budgets).to(ce.scalar_type());
     sgd->zero_grad();
     adam->zero_grad();
     total.backward();
@@ -121,7 +120,7 @@ struct SearchSetup {
     for (auto& p : weights) p.requires_grad_(false);
     strat->begin_step(Phase::Arch, 0.5, seed);
     auto ce = torch::nn::functional::cross_entropy(strat->forward(b.x), b.y);
-    auto total = ce + cost_penalty(strat->expected_cost(), budgets, lambdas).to(ce.scalar_type());
+    auto total = ce + cost_penalty(strat->expected_cost(), budgets).to(ce.scalar_type());
     adam->zero_grad();
     total.backward();
     adam->step();

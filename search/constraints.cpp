@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <utility>
 
 namespace autoqnn::search {
 
@@ -20,97 +21,128 @@ double ceil_to(double v, int digits) {
   double s = std::pow(10.0, digits);
   return std::ceil(v * s - 1e-9) / s;
 }
-double avg_bits(double bytes, int64_t n) { return n > 0 ? 8.0 * bytes / static_cast<double>(n) : 0.0; }
+// A value in a flag's units as the flag takes it ("--budget-kib 1.235"), rounded up.
+std::string flag_value(const char* flag, double v, int decimals) {
+  if (decimals < 0) return std::string(flag) + fmt(" %.6g", v);
+  char f[16];
+  std::snprintf(f, sizeof f, " %%.%df", decimals);
+  return std::string(flag) + fmt(f, ceil_to(v, decimals));
+}
 }  // namespace
 
-std::string format_kib(double bytes) { return fmt("%.3f KiB", bytes / 1024.0); }
-
-std::string format_bops(double b) {
-  if (b >= 1e9) return fmt("%.4g GBOPs", b / 1e9);
-  if (b >= 1e6) return fmt("%.4g MBOPs", b / 1e6);
-  return fmt("%.6g BOPs", b);
+// ---------------------------------------------------------------- budgets
+const Constraint* Budgets::find(CostKind k) const {
+  for (const auto& c : constraints)
+    if (c.kind == k) return &c;
+  return nullptr;
 }
 
-json Cost::to_json(int64_t n) const {
-  json j = {{"weight_bytes", weight_bytes}, {"act_bytes", act_bytes}, {"bops", bops}};
-  if (n > 0) {
-    j["weight_kib"] = weight_bytes / 1024.0;
-    j["avg_weight_bits"] = avg_bits(weight_bytes, n);
+Constraint* Budgets::find(CostKind k) {
+  for (auto& c : constraints)
+    if (c.kind == k) return &c;
+  return nullptr;
+}
+
+double Budgets::limit(CostKind k) const {
+  const Constraint* c = find(k);
+  return c ? c->limit : 0.0;
+}
+
+Constraint& Budgets::set(CostKind k, double limit, std::string source) {
+  if (Constraint* c = find(k)) {
+    c->limit = limit;
+    c->source = std::move(source);
+    return *c;
   }
-  return j;
+  auto at = std::find_if(constraints.begin(), constraints.end(),
+                         [k](const Constraint& c) { return static_cast<int>(c.kind) > static_cast<int>(k); });
+  return *constraints.insert(at, Constraint{k, limit, 1.0, std::move(source)});
 }
 
 json Budgets::to_json(int64_t n) const {
-  json j = {{"weight_bytes", weight_bytes}, {"weight_kib", weight_bytes / 1024.0},
-            {"avg_weight_bits", avg_bits(weight_bytes, n)}, {"given_as", weight_source}};
-  j["act_bytes"] = has_act() ? json(act_bytes) : json(nullptr);
-  j["bops"] = has_bops() ? json(bops) : json(nullptr);
+  const double w = limit(CostKind::WeightBytes);
+  const Constraint* wc = find(CostKind::WeightBytes);
+  json j = {{"weight_kib", w / 1024.0}, {"avg_weight_bits", avg_bits(w, n)}, {"given_as", wc ? wc->source : ""}};
+  for (const auto& t : cost_kinds()) j[t.key] = has(t.kind) ? json(limit(t.kind)) : json(nullptr);
   return j;
 }
 
 std::string Budgets::describe(int64_t n) const {
-  std::string s = "weights <= " + format_kib(weight_bytes) + fmt(" (%.3f bits/weight", avg_bits(weight_bytes, n)) +
-                  ", " + weight_source + ")";
-  if (has_act()) s += ", act footprint <= " + format_kib(act_bytes);
-  if (has_bops()) s += ", BOPs <= " + format_bops(bops);
+  std::string s;
+  for (const auto& c : constraints) {
+    const auto& t = cost_kind(c.kind);
+    s += (s.empty() ? "" : ", ") + std::string(t.what) + " <= " + t.format(c.limit);
+    if (c.kind == CostKind::WeightBytes) s += fmt(" (%.3f bits/weight", avg_bits(c.limit, n)) + ", " + c.source + ")";
+  }
   return s;
+}
+
+Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_weights) {
+  for (const auto& [flag, v] : flags) {
+    bool known = false;
+    for (const auto& t : cost_kinds())
+      known = known || flag == t.flag || (t.per_weight_flag && flag == t.per_weight_flag);
+    if (!known) throw std::invalid_argument("unknown budget flag '" + flag + "'");
+  }
+  Budgets b;
+  for (const auto& t : cost_kinds()) {
+    auto given = flags.find(t.flag);
+    auto per_weight = t.per_weight_flag ? flags.find(t.per_weight_flag) : flags.end();
+    if (given != flags.end() && per_weight != flags.end())
+      throw std::invalid_argument(std::string("give either ") + t.flag + " or " + t.per_weight_flag + ", not both");
+    if (t.required && given == flags.end() && per_weight == flags.end())
+      throw std::invalid_argument(std::string("a ") + t.label + " budget is required: " + t.flag + " X" +
+                                  (t.per_weight_flag ? std::string(" or ") + t.per_weight_flag + " B" : ""));
+    if (per_weight != flags.end()) {
+      const double v = per_weight->second;
+      if (!(v > 0) || !std::isfinite(v))
+        throw std::invalid_argument(std::string(t.per_weight_flag) + " must be a positive number, got " + fmt("%g", v));
+      if (num_weights <= 0)
+        throw std::invalid_argument(std::string(t.per_weight_flag) + ": the model has no quantizable weight");
+      b.set(t.kind, v * static_cast<double>(num_weights) / 8.0, std::string(t.per_weight_flag) + " " + fmt("%g", v));
+    } else if (given != flags.end()) {
+      const double v = given->second;
+      if (t.required && (!(v > 0) || !std::isfinite(v)))
+        throw std::invalid_argument(std::string(t.flag) + " must be a positive number, got " + fmt("%g", v));
+      if (!t.required && (v < 0 || !std::isfinite(v)))
+        throw std::invalid_argument(std::string(t.flag) + " must be positive (0 = no limit), got " + fmt("%g", v));
+      if (v > 0) b.set(t.kind, v * t.flag_unit, std::string(t.flag) + " " + fmt("%g", v));
+    }
+  }
+  return b;
 }
 
 Budgets make_budgets(std::optional<double> budget_kib, std::optional<double> avg, double act_kib, double bops,
                      int64_t num_weights) {
-  if (budget_kib && avg) throw std::invalid_argument("give either --budget-kib or --avg-bits, not both");
-  if (!budget_kib && !avg) throw std::invalid_argument("a weight budget is required: --budget-kib X or --avg-bits B");
-  Budgets b;
-  if (budget_kib) {
-    if (!(*budget_kib > 0) || !std::isfinite(*budget_kib))
-      throw std::invalid_argument("--budget-kib must be a positive number, got " + fmt("%g", *budget_kib));
-    b.weight_bytes = *budget_kib * 1024.0;
-    b.weight_source = "--budget-kib " + fmt("%g", *budget_kib);
-  } else {
-    if (!(*avg > 0) || !std::isfinite(*avg))
-      throw std::invalid_argument("--avg-bits must be a positive number, got " + fmt("%g", *avg));
-    if (num_weights <= 0) throw std::invalid_argument("--avg-bits: the model has no quantizable weight");
-    b.weight_bytes = *avg * static_cast<double>(num_weights) / 8.0;
-    b.weight_source = "--avg-bits " + fmt("%g", *avg);
-  }
-  if (act_kib < 0 || !std::isfinite(act_kib))
-    throw std::invalid_argument("--act-budget-kib must be positive (0 = no limit), got " + fmt("%g", act_kib));
-  if (bops < 0 || !std::isfinite(bops))
-    throw std::invalid_argument("--bops must be positive (0 = no limit), got " + fmt("%g", bops));
-  b.act_bytes = act_kib * 1024.0;
-  b.bops = bops;
-  return b;
+  std::map<std::string, double> flags = {{"--act-budget-kib", act_kib}, {"--bops", bops}};
+  if (budget_kib) flags["--budget-kib"] = *budget_kib;
+  if (avg) flags["--avg-bits"] = *avg;
+  return make_budgets(flags, num_weights);
 }
 
 bool within(const Cost& c, const Budgets& b) {
-  return c.weight_bytes <= b.weight_bytes && (!b.has_act() || c.act_bytes <= b.act_bytes) &&
-         (!b.has_bops() || c.bops <= b.bops);
+  for (const auto& k : b.constraints)
+    if (c.at(k.kind) > k.limit) return false;
+  return true;
 }
 
 // ---------------------------------------------------------------- costs of a choice
 Cost total_cost(const ChoiceProblem& p, const std::vector<int64_t>& choice) {
   Cost t;
-  for (size_t g = 0; g < p.groups.size(); ++g) {
-    const Cost& c = p.groups[g].cost.at(static_cast<size_t>(choice.at(g)));
-    t.weight_bytes += c.weight_bytes;
-    t.act_bytes = std::max(t.act_bytes, c.act_bytes);
-    t.bops += c.bops;
-  }
+  for (size_t g = 0; g < p.groups.size(); ++g) t.combine(p.groups[g].cost.at(static_cast<size_t>(choice.at(g))));
   return t;
 }
 
 Cost minimum_cost(const ChoiceProblem& p) {
   Cost m;
   for (const auto& g : p.groups) {
-    double w = std::numeric_limits<double>::infinity(), a = w, o = w;
-    for (const auto& c : g.cost) {
-      w = std::min(w, c.weight_bytes);
-      a = std::min(a, c.act_bytes);
-      o = std::min(o, c.bops);
+    Cost lo;
+    for (const auto& t : cost_kinds()) {
+      double v = std::numeric_limits<double>::infinity();
+      for (const auto& c : g.cost) v = std::min(v, c.at(t.kind));
+      lo.at(t.kind) = v;
     }
-    m.weight_bytes += w;
-    m.act_bytes = std::max(m.act_bytes, a);
-    m.bops += o;
+    m.combine(lo);
   }
   return m;
 }
@@ -118,27 +150,17 @@ Cost minimum_cost(const ChoiceProblem& p) {
 void check_feasible(const ChoiceProblem& p, const Budgets& b) {
   Cost m = minimum_cost(p);
   const int64_t n = p.num_weights;
-  if (b.weight_bytes < m.weight_bytes) {
-    throw InfeasibleBudget(
-        "weight budget " + format_kib(b.weight_bytes) + fmt(" (%.4g bits/weight", avg_bits(b.weight_bytes, n)) +
-            ", " + b.weight_source + ") is below the smallest policy of the search space: " +
-            format_kib(m.weight_bytes) + " = " + fmt("%.0f bytes", m.weight_bytes) +
-            fmt(" (%.4g bits/weight); the minimum feasible budget is ", avg_bits(m.weight_bytes, n)) +
-            fmt("--budget-kib %.3f", ceil_to(m.weight_bytes / 1024.0, 3)) +
-            fmt(" or --avg-bits %.3f", ceil_to(avg_bits(m.weight_bytes, n), 3)),
-        m);
-  }
-  if (b.has_act() && b.act_bytes < m.act_bytes) {
-    throw InfeasibleBudget("activation budget " + format_kib(b.act_bytes) +
-                               " is below the smallest activation footprint of the search space (" +
-                               fmt("%.0f bytes", m.act_bytes) + "); the minimum feasible budget is " +
-                               fmt("--act-budget-kib %.3f", ceil_to(m.act_bytes / 1024.0, 3)),
-                           m);
-  }
-  if (b.has_bops() && b.bops < m.bops) {
-    throw InfeasibleBudget("BOPs budget " + fmt("%.6g", b.bops) + " is below the smallest of the search space; " +
-                               fmt("the minimum feasible budget is --bops %.6g", m.bops),
-                           m);
+  for (const auto& c : b.constraints) {
+    const auto& t = cost_kind(c.kind);
+    const double lo = m.at(c.kind);
+    if (!(c.limit < lo)) continue;
+    std::string msg = std::string(t.label) + " budget " + t.format(c.limit);
+    if (t.per_weight_flag) msg += fmt(" (%.4g bits/weight", avg_bits(c.limit, n)) + ", " + c.source + ")";
+    msg += " is below the smallest policy of the search space: " + t.format(lo);
+    if (t.per_weight_flag) msg += " = " + fmt("%.0f bytes", lo) + fmt(" (%.4g bits/weight)", avg_bits(lo, n));
+    msg += "; the minimum feasible budget is " + flag_value(t.flag, lo / t.flag_unit, t.min_decimals);
+    if (t.per_weight_flag) msg += " or " + flag_value(t.per_weight_flag, avg_bits(lo, n), 3);
+    throw InfeasibleBudget(msg, m);
   }
 }
 
@@ -164,27 +186,49 @@ json Derivation::to_json(const ChoiceProblem& p) const {
 
 namespace {
 
-// Totals with group g switched to option c; act max recomputed from `act_other` (max over the other groups).
-Cost switched(const Cost& total, const ChoiceGroup& grp, int64_t cur, int64_t c, double act_other) {
+// Totals with group g switched to option c; Max kinds recomputed from `other` (their max over the other groups).
+Cost switched(const Cost& total, const ChoiceGroup& grp, int64_t cur, int64_t c, const Cost& other) {
   const Cost& a = grp.cost[static_cast<size_t>(cur)];
   const Cost& n = grp.cost[static_cast<size_t>(c)];
   Cost t;
-  t.weight_bytes = total.weight_bytes - a.weight_bytes + n.weight_bytes;
-  t.bops = total.bops - a.bops + n.bops;
-  t.act_bytes = std::max(act_other, n.act_bytes);
+  for (const auto& k : cost_kinds())
+    t.at(k.kind) = k.combine == Combine::Sum ? total.at(k.kind) - a.at(k.kind) + n.at(k.kind)
+                                             : std::max(other.at(k.kind), n.at(k.kind));
   return t;
 }
 
-// max over groups other than g, for every g (prefix / suffix maxima).
-std::vector<double> act_others(const ChoiceProblem& p, const std::vector<int64_t>& choice) {
+// For every g, the Max kinds' maximum over the groups other than g (prefix / suffix maxima).
+std::vector<Cost> max_of_others(const ChoiceProblem& p, const std::vector<int64_t>& choice) {
   const size_t G = p.groups.size();
-  std::vector<double> pre(G + 1, 0.0), suf(G + 1, 0.0), out(G);
-  for (size_t g = 0; g < G; ++g)
-    pre[g + 1] = std::max(pre[g], p.groups[g].cost[static_cast<size_t>(choice[g])].act_bytes);
-  for (size_t g = G; g-- > 0;)
-    suf[g] = std::max(suf[g + 1], p.groups[g].cost[static_cast<size_t>(choice[g])].act_bytes);
-  for (size_t g = 0; g < G; ++g) out[g] = std::max(pre[g], suf[g + 1]);
+  std::vector<Cost> pre(G + 1), suf(G + 1), out(G);
+  for (const auto& k : cost_kinds()) {
+    if (k.combine != Combine::Max) continue;
+    auto val = [&](size_t g) { return p.groups[g].cost[static_cast<size_t>(choice[g])].at(k.kind); };
+    for (size_t g = 0; g < G; ++g) pre[g + 1].at(k.kind) = std::max(pre[g].at(k.kind), val(g));
+    for (size_t g = G; g-- > 0;) suf[g].at(k.kind) = std::max(suf[g + 1].at(k.kind), val(g));
+    for (size_t g = 0; g < G; ++g) out[g].at(k.kind) = std::max(pre[g].at(k.kind), suf[g + 1].at(k.kind));
+  }
   return out;
+}
+
+// What a move from option `a` to option `n` of one group is worth to the repair: the violated cost it saves,
+// each normalised by its budget, counted only up to the overshoot (a change that removes the whole
+// violation is worth the same whatever it frees beyond it, so a big layer does not win just by being big:
+// it would strand budget that the refill cannot re-spend). false when the move raises a violated cost or
+// breaks a satisfied budget.
+bool repair_gain(const Budgets& b, const Cost& cur, const Cost& a, const Cost& n, const Cost& after, double& gain) {
+  gain = 0;
+  for (const auto& c : b.constraints) {
+    const auto k = c.kind;
+    if (cur.at(k) > c.limit) {
+      if (n.at(k) > a.at(k)) return false;
+      if (cost_kind(k).combine == Combine::Sum) gain += std::min(a.at(k) - n.at(k), cur.at(k) - c.limit) / c.limit;
+      else if (a.at(k) > c.limit) gain += (a.at(k) - std::max(n.at(k), c.limit)) / c.limit;
+    } else if (after.at(k) > c.limit) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -206,10 +250,7 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
 
   // ---- repair: least probability lost per (normalised) violated cost saved
   while (!within(cur, b)) {
-    const bool vw = cur.weight_bytes > b.weight_bytes;
-    const bool va = b.has_act() && cur.act_bytes > b.act_bytes;
-    const bool vb = b.has_bops() && cur.bops > b.bops;
-    auto others = act_others(p, d.choice);
+    auto others = max_of_others(p, d.choice);
     double best_score = std::numeric_limits<double>::infinity(), best_gain = 0;
     int64_t best_g = -1, best_c = -1;
     for (size_t g = 0; g < G; ++g) {
@@ -218,32 +259,9 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
       const Cost& a = grp.cost[static_cast<size_t>(now)];
       for (int64_t c = 0; c < static_cast<int64_t>(grp.cost.size()); ++c) {
         if (c == now) continue;
-        const Cost& n = grp.cost[static_cast<size_t>(c)];
-        Cost t = switched(cur, grp, now, c, others[g]);
         double gain = 0;
-        bool ok = true;
-        // Savings count only up to the overshoot: a change that removes the whole violation is worth the
-        // same whatever it frees beyond it, so a big layer does not win just by being big (it would strand
-        // budget that the refill below cannot re-spend).
-        if (vw) {
-          if (n.weight_bytes > a.weight_bytes) ok = false;
-          gain += std::min(a.weight_bytes - n.weight_bytes, cur.weight_bytes - b.weight_bytes) / b.weight_bytes;
-        } else if (t.weight_bytes > b.weight_bytes) {
-          ok = false;
-        }
-        if (va) {
-          if (n.act_bytes > a.act_bytes) ok = false;
-          if (a.act_bytes > b.act_bytes) gain += (a.act_bytes - std::max(n.act_bytes, b.act_bytes)) / b.act_bytes;
-        } else if (b.has_act() && t.act_bytes > b.act_bytes) {
-          ok = false;
-        }
-        if (vb) {
-          if (n.bops > a.bops) ok = false;
-          gain += std::min(a.bops - n.bops, cur.bops - b.bops) / b.bops;
-        } else if (b.has_bops() && t.bops > b.bops) {
-          ok = false;
-        }
-        if (!ok || !(gain > 0)) continue;
+        const Cost t = switched(cur, grp, now, c, others[g]);
+        if (!repair_gain(b, cur, a, grp.cost[static_cast<size_t>(c)], t, gain) || !(gain > 0)) continue;
         double loss = grp.prob[static_cast<size_t>(now)] - grp.prob[static_cast<size_t>(c)];
         double score = loss / gain;
         if (score < best_score || (score == best_score && gain > best_gain)) {
@@ -255,12 +273,12 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
       }
     }
     if (best_g < 0) {
+      const Cost lo = minimum_cost(p);
+      std::string each;
+      for (const auto& t : cost_kinds()) each += (each.empty() ? "" : ", ") + std::string(t.what) + " " + t.format(lo.at(t.kind));
       throw InfeasibleBudget("no policy of the search space meets all budgets together (" + b.describe(p.num_weights) +
-                                 "); the smallest costs taken one at a time are weights " +
-                                 format_kib(minimum_cost(p).weight_bytes) + ", act footprint " +
-                                 format_kib(minimum_cost(p).act_bytes) + ", " + format_bops(minimum_cost(p).bops) +
-                                 ": relax one of the budgets",
-                             minimum_cost(p));
+                                 "); the smallest costs taken one at a time are " + each + ": relax one of the budgets",
+                             lo);
     }
     d.choice[static_cast<size_t>(best_g)] = best_c;
     cur = total_cost(p, d.choice);
@@ -269,7 +287,7 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
 
   // ---- refill: spend what is left on more probable options (each move raises the total probability).
   for (;;) {
-    auto others = act_others(p, d.choice);
+    auto others = max_of_others(p, d.choice);
     double best_ratio = -1;
     int64_t best_g = -1, best_c = -1;
     for (size_t g = 0; g < G; ++g) {
@@ -282,9 +300,8 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
         Cost t = switched(cur, grp, now, c, others[g]);
         if (!within(t, b)) continue;
         const Cost& n = grp.cost[static_cast<size_t>(c)];
-        double spend = std::max(0.0, n.weight_bytes - a.weight_bytes) / b.weight_bytes;
-        if (b.has_act()) spend += std::max(0.0, n.act_bytes - a.act_bytes) / b.act_bytes;
-        if (b.has_bops()) spend += std::max(0.0, n.bops - a.bops) / b.bops;
+        double spend = 0;
+        for (const auto& k : b.constraints) spend += std::max(0.0, n.at(k.kind) - a.at(k.kind)) / k.limit;
         double ratio = gain / std::max(spend, 1e-12);
         if (ratio > best_ratio) {
           best_ratio = ratio;
@@ -315,11 +332,24 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
 }
 
 // ---------------------------------------------------------------- penalty
+const torch::Tensor& ExpectedCost::at(CostKind k) const {
+  switch (k) {
+    case CostKind::WeightBytes: return weight_bytes;
+    case CostKind::ActBytes: return act_bytes;
+    case CostKind::Bops: return bops;
+  }
+  throw std::logic_error("ExpectedCost::at: unknown cost kind");
+}
+
+torch::Tensor& ExpectedCost::at(CostKind k) { return const_cast<torch::Tensor&>(std::as_const(*this).at(k)); }
+
 Cost ExpectedCost::values() const {
   Cost c;
-  c.weight_bytes = weight_bytes.defined() ? weight_bytes.item<double>() : 0;
-  c.act_bytes = act_bytes.defined() && act_bytes.numel() ? act_bytes.max().item<double>() : 0;
-  c.bops = bops.defined() ? bops.item<double>() : 0;
+  for (const auto& k : cost_kinds()) {
+    const torch::Tensor& t = at(k.kind);
+    if (!t.defined() || t.numel() == 0) continue;
+    c.at(k.kind) = k.combine == Combine::Max ? t.max().item<double>() : t.sum().item<double>();
+  }
   return c;
 }
 
@@ -328,24 +358,38 @@ json PenaltyOptions::to_json() const {
           {"lambda_max", lambda_max}};
 }
 
-torch::Tensor cost_penalty(const ExpectedCost& e, const Budgets& b, const Lambdas& l) {
-  auto u = e.weight_bytes / b.weight_bytes - 1.0;
-  torch::Tensor p = l.weight * u * u;
-  if (b.has_act() && e.act_bytes.defined()) p = p + l.act * torch::relu(e.act_bytes / b.act_bytes - 1.0).pow(2).sum();
-  if (b.has_bops() && e.bops.defined()) {
-    auto v = torch::relu(e.bops / b.bops - 1.0);
-    p = p + l.bops * v * v;
+// TwoSided: lambda (E / B - 1)^2 drives E to the budget. AtMost: lambda relu(E / B - 1)^2, summed over the
+// layers for a Max kind (each layer's footprint must fit).
+torch::Tensor cost_penalty(const ExpectedCost& e, const Budgets& b) {
+  torch::Tensor p;
+  for (const auto& c : b.constraints) {
+    const auto& k = cost_kind(c.kind);
+    const torch::Tensor& v = e.at(c.kind);
+    if (!v.defined()) continue;
+    torch::Tensor term;
+    if (k.shape == BudgetShape::TwoSided) {
+      auto u = v / c.limit - 1.0;
+      term = c.multiplier * u * u;
+    } else if (k.combine == Combine::Max) {
+      term = c.multiplier * torch::relu(v / c.limit - 1.0).pow(2).sum();
+    } else {
+      auto u = torch::relu(v / c.limit - 1.0);
+      term = c.multiplier * u * u;
+    }
+    p = p.defined() ? p + term : term;
   }
+  if (!p.defined()) throw std::invalid_argument("cost_penalty: no budget");
   return p;
 }
 
-void adapt_lambdas(Lambdas& l, const Cost& e, const Budgets& b, const PenaltyOptions& o) {
-  auto upd = [&](double& lam, double signal) {
-    lam = std::clamp(lam * std::exp(o.eta * signal), o.lambda_min, o.lambda_max);
-  };
-  upd(l.weight, std::abs(e.weight_bytes / b.weight_bytes - 1.0) - o.tol);
-  if (b.has_act()) upd(l.act, e.act_bytes / b.act_bytes - 1.0);
-  if (b.has_bops()) upd(l.bops, e.bops / b.bops - 1.0);
+// Multiplicative updates keep lambda scale-free: TwoSided grows while E is off the budget by more than the
+// tolerance band and decays inside it; AtMost grows while over and decays while under.
+void adapt_multipliers(Budgets& b, const Cost& e, const PenaltyOptions& o) {
+  for (auto& c : b.constraints) {
+    const double u = e.at(c.kind) / c.limit - 1.0;
+    const double signal = cost_kind(c.kind).shape == BudgetShape::TwoSided ? std::abs(u) - o.tol : u;
+    c.multiplier = std::clamp(c.multiplier * std::exp(o.eta * signal), o.lambda_min, o.lambda_max);
+  }
 }
 
 }  // namespace autoqnn::search

@@ -2,11 +2,8 @@
 // exact-cost policy from architecture probabilities (argmax + repair). Strategy independent: QSS gives
 // scheme probabilities, QPL (learned bitwidths) can give bitwidth probabilities in the same form.
 //
-// Costs (per image where it applies), all exact integers computed the way the policy accounts them:
-//   weight bytes  = sum over layers of quant::storage_cost(weight spec, shape).bytes()  (codes + tables/scales)
-//   act bytes     = max over layers of ceil(act bits * input elements / 8)             (footprint: the
-//                   largest quantized input tensor; fp32 inputs count 32 bits)
-//   BOPs          = sum over layers of MACs * weight code bits * act bits              (fp32 = 32 bits)
+// Costs: the one cost model of core (autoqnn/cost_model.h): weight bytes (summed), act footprint (max over
+// layers), BOPs (summed); a budget is a table of constraints, one per cost kind given.
 //
 // Penalty (added to the cross-entropy of the architecture steps), E = expected cost under the
 // architecture distribution pi = softmax(theta):
@@ -24,32 +21,44 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "autoqnn/cost_model.h"
+
 namespace autoqnn::search {
 
-struct Cost {
-  double weight_bytes = 0;
-  double act_bytes = 0;  // largest input tensor
-  double bops = 0;
-  nlohmann::json to_json(int64_t num_weights = 0) const;  // adds kib / avg_bits when num_weights > 0
+// One budget: a limit on one cost kind, and the penalty multiplier the search adapts for it.
+struct Constraint {
+  CostKind kind = CostKind::WeightBytes;
+  double limit = 0;       // > 0, in the kind's units (bytes, BOPs)
+  double multiplier = 1;  // lambda of the penalty (search state)
+  std::string source;     // how it was given: "--budget-kib 12" | "--avg-bits 2" | "--bops 1e+06"
 };
 
+// The table of constraints of a search: at most one per cost kind, in cost-kind order.
 struct Budgets {
-  double weight_bytes = 0;  // required, > 0
-  double act_bytes = 0;     // 0 = no limit
-  double bops = 0;          // 0 = no limit
-  std::string weight_source;  // how it was given: "--budget-kib 12" | "--avg-bits 2"
-  bool has_act() const { return act_bytes > 0; }
-  bool has_bops() const { return bops > 0; }
+  std::vector<Constraint> constraints;
+
+  const Constraint* find(CostKind k) const;
+  Constraint* find(CostKind k);
+  bool has(CostKind k) const { return find(k) != nullptr; }
+  double limit(CostKind k) const;  // 0 = no limit
+  // Sets (or replaces) the limit of kind k, keeping cost-kind order.
+  Constraint& set(CostKind k, double limit, std::string source = "");
   nlohmann::json to_json(int64_t num_weights) const;
   std::string describe(int64_t num_weights) const;  // one line for logs
 };
-// Exactly one of budget_kib / avg_bits (avg-bits: B * num_weights / 8 bytes); act_kib, bops: 0 = none.
+
+// The budget flags given, by flag name ("--budget-kib", "--avg-bits", "--act-budget-kib", "--bops": the
+// flags of the cost-kind table), in the flag's units. A value of 0 for an optional kind means no limit.
 // Throws std::invalid_argument naming the flag for a missing / doubled / non-positive value.
+Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_weights);
+// The same from the classic four (tests, benchmarks): exactly one of budget_kib / avg_bits; act_kib, bops:
+// 0 = none.
 Budgets make_budgets(std::optional<double> budget_kib, std::optional<double> avg_bits, double act_kib,
                      double bops, int64_t num_weights);
 
@@ -101,9 +110,11 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b);
 // ---------------------------------------------------------------- penalty
 struct ExpectedCost {
   torch::Tensor weight_bytes;  // scalar
-  torch::Tensor act_bytes;     // [layers]: expected input-activation bytes of each layer
+  torch::Tensor act_bytes;     // [layers]: expected input-activation bytes of each layer (a Max kind)
   torch::Tensor bops;          // scalar
-  Cost values() const;         // detached: weight, max act, bops
+  const torch::Tensor& at(CostKind k) const;
+  torch::Tensor& at(CostKind k);
+  Cost values() const;         // detached, combined per kind: weight, max act, bops
 };
 
 struct PenaltyOptions {
@@ -113,15 +124,9 @@ struct PenaltyOptions {
   double lambda_min = 1e-4, lambda_max = 1e4;
   nlohmann::json to_json() const;
 };
-struct Lambdas {
-  double weight = 1, act = 1, bops = 1;
-};
-
-torch::Tensor cost_penalty(const ExpectedCost& e, const Budgets& b, const Lambdas& l);
-void adapt_lambdas(Lambdas& l, const Cost& expected, const Budgets& b, const PenaltyOptions& o);
-
-// "12.34 KiB (2.01 bits/weight)" style helpers for messages.
-std::string format_kib(double bytes);
-std::string format_bops(double bops);
+// The penalty of every constraint, with its multiplier.
+torch::Tensor cost_penalty(const ExpectedCost& e, const Budgets& b);
+// Updates the multiplier of every constraint from the expected cost after an architecture step.
+void adapt_multipliers(Budgets& b, const Cost& expected, const PenaltyOptions& o);
 
 }  // namespace autoqnn::search

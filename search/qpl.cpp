@@ -1,11 +1,13 @@
 #include "search/qpl.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <set>
 #include <stdexcept>
 
+#include "autoqnn/option_fields.h"
 #include "autoqnn/runtime.h"
 #include "quantizers/registry.h"
 
@@ -16,55 +18,37 @@ using quant::QuantSpec;
 using quant::Role;
 
 // ---------------------------------------------------------------- options
+namespace {
+const OptionFields<QplOptions>& qpl_fields() {
+  using F = OptionFields<QplOptions>;
+  static const F f = F("qpl")
+      .member("weight", &QplOptions::weight)
+      .member("act", &QplOptions::act)
+      .field("layers", [](const QplOptions& o) { return o.layers; },
+             [](QplOptions& o, const json& v) {
+               if (!v.is_object())
+                 throw std::invalid_argument("qpl option 'layers' must be an object {layer: {weight, act}}");
+               o.layers = v;
+             })
+      .member("bits_min", &QplOptions::bits_min)
+      .member("bits_max", &QplOptions::bits_max)
+      .member("act_bits_min", &QplOptions::act_bits_min)
+      .member("act_bits_max", &QplOptions::act_bits_max)
+      .member("init_bits", &QplOptions::init_bits)
+      .member("init_act_bits", &QplOptions::init_act_bits)
+      .member("snap_sigma", &QplOptions::snap_sigma)
+      .member("source", &QplOptions::source);
+  return f;
+}
+}  // namespace
+
 QplOptions QplOptions::from_json(const json& j) {
-  QplOptions o;
-  if (j.is_null()) return o;
-  if (!j.is_object()) throw std::invalid_argument("qpl options must be a JSON object");
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& k = it.key();
-    const json& v = it.value();
-    auto num = [&]() {
-      if (!v.is_number()) throw std::invalid_argument("qpl option '" + k + "' must be a number");
-      return v.get<double>();
-    };
-    auto integer = [&]() {
-      if (!v.is_number_integer()) throw std::invalid_argument("qpl option '" + k + "' must be an integer");
-      return v.get<int>();
-    };
-    auto str = [&]() {
-      if (!v.is_string()) throw std::invalid_argument("qpl option '" + k + "' must be a string");
-      return v.get<std::string>();
-    };
-    if (k == "weight") o.weight = str();
-    else if (k == "act") o.act = str();
-    else if (k == "layers") {
-      if (!v.is_object()) throw std::invalid_argument("qpl option 'layers' must be an object {layer: {weight, act}}");
-      o.layers = v;
-    } else if (k == "bits_min") o.bits_min = integer();
-    else if (k == "bits_max") o.bits_max = integer();
-    else if (k == "act_bits_min") o.act_bits_min = integer();
-    else if (k == "act_bits_max") o.act_bits_max = integer();
-    else if (k == "init_bits") o.init_bits = num();
-    else if (k == "init_act_bits") o.init_act_bits = num();
-    else if (k == "snap_sigma") o.snap_sigma = num();
-    else if (k == "source") o.source = str();
-    else
-      throw std::invalid_argument("unknown qpl option '" + k +
-                                  "' (valid: weight, act, layers, bits_min, bits_max, act_bits_min, act_bits_max, "
-                                  "init_bits, init_act_bits, snap_sigma, source)");
-  }
+  QplOptions o = qpl_fields().from_json(j);
   o.validate();
   return o;
 }
 
-json QplOptions::to_json() const {
-  return {{"weight", weight},         {"act", act},
-          {"layers", layers},         {"bits_min", bits_min},
-          {"bits_max", bits_max},     {"act_bits_min", act_bits_min},
-          {"act_bits_max", act_bits_max}, {"init_bits", init_bits},
-          {"init_act_bits", init_act_bits}, {"snap_sigma", snap_sigma},
-          {"source", source}};
-}
+json QplOptions::to_json() const { return qpl_fields().to_json(*this); }
 
 void QplOptions::validate() const {
   if (bits_min < 1 || bits_max < bits_min)
@@ -142,15 +126,6 @@ QuantSpec with_bits(QuantSpec s, int bits) {
   return s;
 }
 
-torch::Tensor f64(const std::vector<int64_t>& v, torch::Device dev) {
-  std::vector<double> d(v.begin(), v.end());
-  return torch::tensor(d, torch::kFloat64).to(dev);
-}
-torch::Tensor f64(const std::vector<int>& v, torch::Device dev) {
-  std::vector<double> d(v.begin(), v.end());
-  return torch::tensor(d, torch::kFloat64).to(dev);
-}
-
 }  // namespace
 
 QplNet::QplNet(ModelPtr model, const QplOptions& opt) : model_(std::move(model)) {
@@ -194,9 +169,9 @@ QplNet::QplNet(ModelPtr model, const QplOptions& opt) : model_(std::move(model))
     L.act_spec = checked_spec(atext.empty() ? "fp32" : atext, Role::Activation, where + " act");
     L.wbits = options_of(L.weight_spec, Role::Weight, opt.bits_min, opt.bits_max, where + " weight");
     L.abits = options_of(L.act_spec, Role::Activation, opt.act_bits_min, opt.act_bits_max, where + " act");
-    for (int b : L.wbits)
-      L.wbytes.push_back(quant::storage_cost(with_bits(L.weight_spec, b), L.profile.weight_shape, Role::Weight).bytes());
-    for (int b : L.abits) L.abytes.push_back((static_cast<int64_t>(b) * L.profile.input_numel + 7) / 8);
+    const LayerDims dims = layer_dims(L.profile);
+    for (int wb : L.wbits)
+      for (int ab : L.abits) L.costs.push_back(layer_cost(dims, with_bits(L.weight_spec, wb), with_bits(L.act_spec, ab)));
     try {
       if (!L.weight_spec.is_fp()) {
         double init = opt.init_bits > 0 ? opt.init_bits : L.weight_spec.bits;
@@ -258,22 +233,28 @@ void QplNet::calibrate_next() {
   }
 }
 
+// Size(b), Mem_l(b), BOPs(b): the exact option costs interpolated by the quantizers' own interpolation
+// weights (a joint option weighs w_i * a_j), so every cost is exact at every valid bitwidth.
 ExpectedCost QplNet::expected_cost() const {
   torch::Device dev = torch::kCPU;
   for (const auto& t : bit_parameters()) dev = t.device();
   auto one = torch::ones({1}, torch::dtype(torch::kFloat64).device(dev));
-  std::vector<torch::Tensor> w, a, b;
+  std::array<std::vector<torch::Tensor>, kNumCostKinds> parts;
   for (const auto& L : layers_) {
     torch::Tensor ww = L.wq && L.wq->learned() ? L.wq->interp_weights(true) : one;
     torch::Tensor aw = L.aq && L.aq->learned() ? L.aq->interp_weights(true) : one;
-    w.push_back((ww * f64(L.wbytes, dev)).sum());
-    a.push_back((aw * f64(L.abytes, dev)).sum());
-    b.push_back(static_cast<double>(L.profile.macs) * (ww * f64(L.wbits, dev)).sum() * (aw * f64(L.abits, dev)).sum());
+    const auto joint = torch::outer(ww, aw).reshape({-1});
+    for (const auto& k : cost_kinds()) {
+      std::vector<double> v;
+      for (const auto& c : L.costs) v.push_back(c.at(k.kind));
+      parts[static_cast<size_t>(k.kind)].push_back((joint * torch::tensor(v, torch::kFloat64).to(dev)).sum());
+    }
   }
   ExpectedCost e;
-  e.weight_bytes = torch::stack(w).sum();
-  e.act_bytes = torch::stack(a);
-  e.bops = torch::stack(b).sum();
+  for (const auto& k : cost_kinds()) {
+    auto s = torch::stack(parts[static_cast<size_t>(k.kind)]);
+    e.at(k.kind) = k.combine == Combine::Max ? s : s.sum();
+  }
   return e;
 }
 
@@ -297,11 +278,7 @@ ChoiceProblem QplNet::choice_problem(double sigma) const {
         g.labels.push_back(with_bits(L.weight_spec, L.wbits[i]).to_string() + " / " +
                            with_bits(L.act_spec, L.abits[j]).to_string());
         g.prob.push_back(pw[i] * pa[j]);
-        Cost c;
-        c.weight_bytes = static_cast<double>(L.wbytes[i]);
-        c.act_bytes = static_cast<double>(L.abytes[j]);
-        c.bops = static_cast<double>(L.profile.macs) * L.wbits[i] * L.abits[j];
-        g.cost.push_back(c);
+        g.cost.push_back(L.costs[i * L.abits.size() + j]);
       }
     p.groups.push_back(std::move(g));
   }
@@ -372,7 +349,7 @@ double QplNet::mean_weight_bits() const {
 
 // ---------------------------------------------------------------- the strategy
 QplStrategy::QplStrategy(ModelPtr model, QplOptions opt)
-    : net_(std::make_shared<QplNet>(std::move(model), opt)), opt_(std::move(opt)) {}
+    : NetStrategy(std::make_shared<QplNet>(std::move(model), opt)), opt_(std::move(opt)) {}
 
 void QplStrategy::begin_step(Phase phase, double /*progress*/, uint64_t /*step_seed*/) {
   // Deterministic: no sampling. Weight steps see the interpolated quantizer with b detached.
@@ -386,86 +363,68 @@ void QplStrategy::calibrate(const torch::Tensor& images, uint64_t /*step_seed*/)
   net_->forward(images);
 }
 
-std::vector<std::pair<std::string, std::pair<QuantSpec, QuantSpec>>> QplStrategy::layer_specs(
-    const std::vector<int64_t>& choice) {
-  auto specs = net_->layer_specs(choice);
-  std::vector<std::pair<std::string, std::pair<QuantSpec, QuantSpec>>> out;
-  for (size_t i = 0; i < specs.size(); ++i) out.push_back({net_->layers()[i].name, specs[i]});
-  return out;
-}
-
 std::vector<std::pair<std::string, double>> QplStrategy::metrics(double /*progress*/) {
   return {{"mean_wbits", net_->mean_weight_bits()}};
 }
 
-std::unique_ptr<SearchStrategy> make_qpl_strategy(ModelPtr model, const json& options) {
-  return std::make_unique<QplStrategy>(std::move(model), QplOptions::from_json(options));
+// ---------------------------------------------------------------- the method row
+std::vector<MethodFlag> qpl_bit_flags() {
+  return {
+      {"bit-lr", "qpl: learning rate of the bitwidth parameters (Adam)", "0.05", false},
+      {"bits-min", "qpl: smallest weight bitwidth", "1", false},
+      {"bits-max", "qpl: largest weight bitwidth", "8", false},
+      {"act-bits-min", "qpl: smallest act bitwidth", "2", false},
+      {"act-bits-max", "qpl: largest act bitwidth", "8", false},
+      {"init-bits", "qpl: initial weight bitwidth of every learned layer (0 = each scheme's own bits)", "0", false},
+  };
 }
 
-// ---------------------------------------------------------------- qss+qpl
-std::string qss_stage_path(const std::string& path, const std::string& ext) {
-  std::string base = path;
-  if (base.size() > ext.size() && base.compare(base.size() - ext.size(), ext.size(), ext) == 0)
-    base.resize(base.size() - ext.size());
-  return base + ".qss" + ext;
+void qpl_bits_from_flags(const FlagValues& f, QplOptions& o) {
+  const double lr = f.number("bit-lr");
+  if (!(lr > 0)) throw std::invalid_argument("--bit-lr must be positive");
+  o.bit_lr = lr;
+  o.bits_min = f.integer("bits-min");
+  o.bits_max = f.integer("bits-max");
+  o.act_bits_min = f.integer("act-bits-min");
+  o.act_bits_max = f.integer("act-bits-max");
+  o.init_bits = f.number("init-bits");
 }
 
-SearchResult run_qss_qpl(const SearchOptions& opt, const ArchAdamOptions& bit_opt) {
-  if (opt.out.empty()) throw std::invalid_argument("--out (the policy JSON to write) is required");
-  const json& st = opt.strategy;
-  if (!st.is_object()) throw std::invalid_argument("qss+qpl options must be {\"qss\": {...}, \"qpl\": {...}}");
-  for (auto it = st.begin(); it != st.end(); ++it)
-    if (it.key() != "qss" && it.key() != "qpl")
-      throw std::invalid_argument("unknown qss+qpl option '" + it.key() + "' (valid: qss, qpl)");
-  const std::string state = opt.state.empty() ? default_state_path(opt.out) : opt.state;
-
-  // ---- stage 1: QSS chooses the schemes
-  SearchOptions s1 = opt;
-  s1.method = "qss";
-  s1.strategy = st.value("qss", json::object());
-  s1.out = qss_stage_path(opt.out, ".json");
-  s1.state = qss_stage_path(state, ".state.pt");
-  s1.log = opt.log.empty() ? "" : qss_stage_path(opt.log, ".csv");
-  log_info("qss+qpl: stage 1/2, QSS -> " + s1.out);
-  SearchResult r1 = run_search(s1);
-  if (r1.stopped) return r1;
-
-  // ---- stage 2: QPL learns the bits of those schemes
-  SearchOptions s2 = opt;
-  s2.method = "qpl";
-  s2.arch = bit_opt;
-  json q = st.value("qpl", json::object());
-  if (q.contains("layers") || q.contains("weight"))
-    throw std::invalid_argument("qss+qpl: the schemes come from the QSS stage; do not give qpl 'layers' / 'weight'");
-  q["layers"] = qpl_layers_from_policy(r1.policy);
-  q["source"] = "qss stage: " + s1.out;
-  s2.strategy = q;
-  {
-    std::string base = opt.out;
-    if (base.size() > 5 && base.substr(base.size() - 5) == ".json") base.resize(base.size() - 5);
-    s2.out = base + ".qpl.json";  // the QPL stage's own policy; opt.out gets the combined provenance
-  }
-  s2.state = state;
-  if (opt.stop_after_epoch > 0) s2.stop_after_epoch = std::max(0, opt.stop_after_epoch - (opt.warmup + opt.epochs));
-  log_info("qss+qpl: stage 2/2, QPL on the QSS schemes -> " + opt.out);
-  SearchResult r2 = run_search(s2);
-  if (r2.stopped) return r2;
-
-  Policy p = r2.policy;
-  json prov = p.search;
-  json qss_prov = r1.policy.search;
-  qss_prov["policy"] = s1.out;
-  qss_prov["layers"] = qpl_layers_from_policy(r1.policy);
-  qss_prov["weight_bytes"] = r1.policy.totals.weight_bytes;
-  json qpl_prov = r2.policy.search;
-  qpl_prov["policy"] = s2.out;
-  prov["method"] = "qss+qpl";
-  prov["stages"] = {{"qss", qss_prov}, {"qpl", qpl_prov}};
-  p.search = prov;
-  save_policy(opt.out, p);
-  log_info("qss+qpl: policy " + opt.out + " (QSS stage " + s1.out + ", QPL stage " + s2.out + ")");
-  r2.policy = std::move(p);
-  return r2;
+SearchMethod qpl_method() {
+  SearchMethod m;
+  m.name = "qpl";
+  m.summary = "learned bits of given schemes (--qpl-scheme or --qpl-policy)";
+  m.flags = {
+      {"qpl-scheme", "qpl: weight scheme of every layer, its bits = the initial bitwidth (e.g. vecq:4)", "", false},
+      {"qpl-act", "qpl: activation scheme of every layer (fp32 = not quantized; otherwise its bits are learned too)",
+       "fp32", false},
+      {"qpl-policy", "qpl: take every layer's weight / act scheme (and initial bits) from this policy", "", false},
+  };
+  for (auto& f : qpl_bit_flags()) m.flags.push_back(f);
+  m.options_from_flags = [](const FlagValues& f) {
+    if (!f.has("qpl-scheme") && !f.has("qpl-policy"))
+      throw std::invalid_argument("--method qpl needs the schemes: --qpl-scheme SPEC (every layer) or --qpl-policy P.json");
+    if (f.has("qpl-scheme") && f.has("qpl-policy"))
+      throw std::invalid_argument("give either --qpl-scheme or --qpl-policy, not both");
+    auto o = std::make_shared<QplOptions>();
+    qpl_bits_from_flags(f, *o);
+    o->act = f.text("qpl-act");
+    if (f.has("qpl-policy")) {
+      const std::string& p = f.text("qpl-policy");
+      o->layers = qpl_layers_from_policy(load_policy(p));
+      o->source = "policy " + p;
+    } else {
+      o->weight = f.text("qpl-scheme");
+      o->source = "--qpl-scheme " + o->weight + " --qpl-act " + o->act;
+    }
+    o->validate();
+    return o;
+  };
+  m.options_from_json = [](const json& j) { return std::make_shared<QplOptions>(QplOptions::from_json(j)); };
+  m.make = [](ModelPtr model, const SearchSpace&, const StrategyOptions* o) -> std::unique_ptr<SearchStrategy> {
+    return std::make_unique<QplStrategy>(std::move(model), options_as<QplOptions>(o, "qpl"));
+  };
+  return m;
 }
 
 }  // namespace autoqnn::search

@@ -28,12 +28,15 @@
 #include <string>
 #include <vector>
 
+#include "autoqnn/policy.h"
 #include "search/learned_bit_quantizer.h"
-#include "search/search_driver.h"
+#include "search/search_method.h"
+#include "search/search_strategy.h"
+#include "search/supernet.h"
 
 namespace autoqnn::search {
 
-struct QplOptions {
+struct QplOptions : StrategyOptions {
   std::string weight;        // default weight spec ("" = every layer must be in `layers`)
   std::string act = "fp32";  // default act spec
   nlohmann::json layers = nlohmann::json::object();
@@ -42,11 +45,19 @@ struct QplOptions {
   double init_bits = 0, init_act_bits = 0;
   double snap_sigma = 0.5;
   std::string source;
+  // Learning rate of the bit parameters (--bit-lr); unset = the driver's architecture optimiser as given.
+  // Not part of the JSON form: the driver records the optimiser it ran.
+  std::optional<double> bit_lr;
   // Unknown keys and bad values -> std::invalid_argument naming the key.
   static QplOptions from_json(const nlohmann::json& j);
-  nlohmann::json to_json() const;
+  nlohmann::json to_json() const override;
+  std::optional<double> arch_lr() const override { return bit_lr; }
   void validate() const;
 };
+// The flags QPL's bit range / learning rate are set by (shared with qss+qpl), and QPL's own flags.
+std::vector<MethodFlag> qpl_bit_flags();
+// Bit range and --bit-lr from the flags (qpl_bit_flags) into `o`.
+void qpl_bits_from_flags(const FlagValues& f, QplOptions& o);
 
 // {layer: {"weight": spec, "act": spec}} of a policy (for QplOptions::layers).
 nlohmann::json qpl_layers_from_policy(const Policy& p);
@@ -58,7 +69,7 @@ struct QplLayer {
   quant::QuantSpec weight_spec, act_spec;  // schemes (bits = the initial value)
   LearnedBitQuantizerPtr wq, aq;           // null for fp32
   std::vector<int> wbits, abits;           // options (fp32: {32})
-  std::vector<int64_t> wbytes, abytes;     // exact cost of each option
+  std::vector<Cost> costs;                 // exact cost of each (weight, act) option: index i * |abits| + j
 };
 
 // The module saved in the search state: the model with a LearnedBitQuantizer in every quantized slot.
@@ -94,25 +105,16 @@ using QplNetPtr = std::shared_ptr<QplNet>;
 // Pseudo-probabilities of the options of one learned quantizer (1 for a fixed one).
 std::vector<double> snap_probabilities(const std::vector<int>& options, double b, double sigma);
 
-class QplStrategy : public SearchStrategy {
+class QplStrategy : public NetStrategy<QplNet> {
  public:
   QplStrategy(ModelPtr model, QplOptions opt);
 
   std::string method() const override { return "qpl"; }
-  std::shared_ptr<torch::nn::Module> module() override { return net_; }
-  std::vector<torch::Tensor> weight_parameters() override { return net_->weight_parameters(); }
   std::vector<torch::Tensor> arch_parameters() override { return net_->bit_parameters(); }
-  int64_t num_weights() const override { return net_->num_weights(); }
-
   void begin_step(Phase phase, double progress, uint64_t step_seed) override;
   void begin_eval() override { net_->fix_nearest(); }
   void calibrate(const torch::Tensor& images, uint64_t step_seed) override;
-  torch::Tensor forward(const torch::Tensor& x) override { return net_->forward(x); }
-
-  ExpectedCost expected_cost() override { return net_->expected_cost(); }
   ChoiceProblem choice_problem() override { return net_->choice_problem(opt_.snap_sigma); }
-  std::vector<std::pair<std::string, std::pair<quant::QuantSpec, quant::QuantSpec>>> layer_specs(
-      const std::vector<int64_t>& choice) override;
   std::vector<std::pair<std::string, double>> metrics(double progress) override;
   nlohmann::json probabilities_json() override { return net_->probabilities_json(opt_.snap_sigma); }
   nlohmann::json config_json() const override { return opt_.to_json(); }
@@ -121,19 +123,10 @@ class QplStrategy : public SearchStrategy {
   QplNet& net() { return *net_; }
 
  private:
-  QplNetPtr net_;
   QplOptions opt_;
 };
 
-std::unique_ptr<SearchStrategy> make_qpl_strategy(ModelPtr model, const nlohmann::json& options);
-
-// method "qss+qpl": stage 1 = QSS (opt.strategy["qss"], opt.arch) at the budget chooses the scheme of every
-// layer (policy <out>.qss.json, state <state>.qss..., log <log>.qss.csv); stage 2 = QPL from the FP32
-// checkpoint with those schemes (opt.strategy["qpl"] + their layers, bit optimiser `bit_opt`) learns the
-// bits (state = opt.state, log = opt.log). The final policy (opt.out) carries the QPL stage's provenance with
-// method "qss+qpl" and both stages' provenance under "stages". --resume resumes whichever stage is unfinished.
-SearchResult run_qss_qpl(const SearchOptions& opt, const ArchAdamOptions& bit_opt);
-// Paths of the QSS stage of a qss+qpl search.
-std::string qss_stage_path(const std::string& path, const std::string& ext);
+// The method row of "qpl" (search_method.h).
+SearchMethod qpl_method();
 
 }  // namespace autoqnn::search

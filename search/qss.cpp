@@ -4,72 +4,101 @@
 #include <map>
 #include <stdexcept>
 
+#include "autoqnn/option_fields.h"
 #include "autoqnn/runtime.h"
 #include "quantizers/registry.h"
+#include "search/sensitivity_prior.h"
 
 namespace autoqnn::search {
 
 using nlohmann::json;
 
+namespace {
+const OptionFields<QssOptions>& qss_fields() {
+  using F = OptionFields<QssOptions>;
+  static const F f = F("qss")
+      .field("sampling", [](const QssOptions& o) { return json(sampling_name(o.sampling)); },
+             [](QssOptions& o, const json& v) {
+               if (!v.is_string()) throw std::invalid_argument("qss option 'sampling' must be \"soft\" or \"hard\"");
+               o.sampling = parse_sampling(v.get<std::string>());
+             })
+      .field("tau_start", [](const QssOptions& o) { return json(o.tau.start); },
+             [](QssOptions& o, const json& v) { o.tau.start = F::convert<double>(v, "qss", "tau_start"); })
+      .field("tau_end", [](const QssOptions& o) { return json(o.tau.end); },
+             [](QssOptions& o, const json& v) { o.tau.end = F::convert<double>(v, "qss", "tau_end"); })
+      .field("tau_schedule", [](const QssOptions& o) { return json(o.tau.kind); },
+             [](QssOptions& o, const json& v) { o.tau.kind = F::convert<std::string>(v, "qss", "tau_schedule"); })
+      .member("all_act_paths", &QssOptions::all_act_paths)
+      .member("gumbel", &QssOptions::gumbel)
+      // absent when unused: older states keep their resume key
+      .field("theta_init", [](const QssOptions& o) { return o.theta_init.empty() ? json() : o.theta_init; },
+             [](QssOptions& o, const json& v) {
+               if (!v.is_object()) throw std::invalid_argument("qss option 'theta_init' must be {layer: {\"w|a\": logit}}");
+               for (auto l = v.begin(); l != v.end(); ++l) {
+                 if (!l.value().is_object())
+                   throw std::invalid_argument("qss option 'theta_init': layer '" + l.key() +
+                                               "' must map candidates to logits");
+                 for (auto c = l.value().begin(); c != l.value().end(); ++c)
+                   if (!c.value().is_number() || !std::isfinite(c.value().get<double>()))
+                     throw std::invalid_argument("qss option 'theta_init': layer '" + l.key() + "', candidate '" +
+                                                 c.key() + "' needs a finite number");
+               }
+               o.theta_init = v;
+             });
+  return f;
+}
+}  // namespace
+
 QssOptions QssOptions::from_json(const json& j) {
-  QssOptions o;
-  if (j.is_null()) return o;
-  if (!j.is_object()) throw std::invalid_argument("qss options must be a JSON object");
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& k = it.key();
-    const json& v = it.value();
-    auto num = [&]() {
-      if (!v.is_number()) throw std::invalid_argument("qss option '" + k + "' must be a number");
-      return v.get<double>();
-    };
-    auto boolean = [&]() {
-      if (!v.is_boolean()) throw std::invalid_argument("qss option '" + k + "' must be true or false");
-      return v.get<bool>();
-    };
-    if (k == "sampling") {
-      if (!v.is_string()) throw std::invalid_argument("qss option 'sampling' must be \"soft\" or \"hard\"");
-      o.sampling = parse_sampling(v.get<std::string>());
-    } else if (k == "tau_start") {
-      o.tau.start = num();
-    } else if (k == "tau_end") {
-      o.tau.end = num();
-    } else if (k == "tau_schedule") {
-      if (!v.is_string()) throw std::invalid_argument("qss option 'tau_schedule' must be a string");
-      o.tau.kind = v.get<std::string>();
-    } else if (k == "all_act_paths") {
-      o.all_act_paths = boolean();
-    } else if (k == "gumbel") {
-      o.gumbel = boolean();
-    } else if (k == "theta_init") {
-      if (!v.is_object()) throw std::invalid_argument("qss option 'theta_init' must be {layer: {\"w|a\": logit}}");
-      for (auto l = v.begin(); l != v.end(); ++l) {
-        if (!l.value().is_object())
-          throw std::invalid_argument("qss option 'theta_init': layer '" + l.key() + "' must map candidates to logits");
-        for (auto c = l.value().begin(); c != l.value().end(); ++c)
-          if (!c.value().is_number() || !std::isfinite(c.value().get<double>()))
-            throw std::invalid_argument("qss option 'theta_init': layer '" + l.key() + "', candidate '" + c.key() +
-                                        "' needs a finite number");
-      }
-      o.theta_init = v;
-    } else {
-      throw std::invalid_argument("unknown qss option '" + k +
-                                  "' (valid: sampling, tau_start, tau_end, tau_schedule, all_act_paths, gumbel, "
-                                  "theta_init)");
-    }
-  }
-  o.tau.validate();
+  QssOptions o = qss_fields().from_json(j);
+  o.validate();
   return o;
 }
 
-json QssOptions::to_json() const {
-  json j = {{"sampling", sampling_name(sampling)}, {"tau_start", tau.start},         {"tau_end", tau.end},
-            {"tau_schedule", tau.kind},             {"all_act_paths", all_act_paths}, {"gumbel", gumbel}};
-  if (!theta_init.empty()) j["theta_init"] = theta_init;  // absent when unused: older states keep their key
-  return j;
+json QssOptions::to_json() const { return qss_fields().to_json(*this); }
+
+void QssOptions::validate() const { tau.validate(); }
+
+std::vector<MethodFlag> qss_flags() {
+  return {
+      {"sampling", "hard (straight-through Gumbel, the sampled candidate per step) | soft (every candidate mixed)",
+       "hard", false},
+      {"tau-start", "Gumbel-softmax temperature at the start", "5", false},
+      {"tau-end", "temperature at the end of the search", "0.1", false},
+      {"tau-schedule", "exp | linear | constant", "exp", false},
+      {"all-act-paths", "hard sampling: evaluate every act candidate in architecture steps (exact gradient, slower)",
+       "", true},
+      {"no-gumbel", "no Gumbel noise: mixing weights softmax(theta / tau)", "", true},
+      {"init-from-sensitivity", "initial architecture logits from an `autoqnn analyze` table (-K x accuracy drop)", "",
+       false},
+      {"sensitivity-scale",
+       "K of --init-from-sensitivity: logit = -K x drop (drop as a fraction; 20: a 5-point drop -> -1)", "20", false},
+  };
+}
+
+QssOptions qss_options_from_flags(const FlagValues& f) {
+  QssOptions q;
+  q.sampling = parse_sampling(f.text("sampling"));
+  q.tau.start = f.number("tau-start");
+  q.tau.end = f.number("tau-end");
+  q.tau.kind = f.text("tau-schedule");
+  q.all_act_paths = f.on("all-act-paths");
+  q.gumbel = !f.on("no-gumbel");
+  if (f.has("init-from-sensitivity")) {
+    const std::string& csv = f.text("init-from-sensitivity");
+    const double scale = f.number("sensitivity-scale");
+    q.theta_init = theta_prior_from_sensitivity(ptq::parse_sensitivity_csv(read_text_file(csv), csv), scale, csv);
+    log_info("search: architecture prior from " + csv + " (" + std::to_string(q.theta_init.size()) +
+             " layers, scale " + f.text("sensitivity-scale") + ")");
+  } else if (f.has("sensitivity-scale")) {
+    throw std::invalid_argument("--sensitivity-scale needs --init-from-sensitivity");
+  }
+  q.validate();
+  return q;
 }
 
 QssStrategy::QssStrategy(ModelPtr model, const SearchSpace& space, QssOptions opt)
-    : net_(std::make_shared<Supernet>(std::move(model), space)), opt_(std::move(opt)) {
+    : NetStrategy(std::make_shared<Supernet>(std::move(model), space)), opt_(std::move(opt)) {
   opt_.tau.validate();
   net_->set_all_act_paths(opt_.all_act_paths);
   if (!opt_.theta_init.empty()) apply_theta_init();
@@ -142,20 +171,22 @@ void QssStrategy::calibrate(const torch::Tensor& images, uint64_t step_seed) {
   net_->forward(images);
 }
 
-std::vector<std::pair<std::string, std::pair<quant::QuantSpec, quant::QuantSpec>>> QssStrategy::layer_specs(
-    const std::vector<int64_t>& choice) {
-  auto specs = net_->layer_specs(choice);
-  std::vector<std::pair<std::string, std::pair<quant::QuantSpec, quant::QuantSpec>>> out;
-  for (size_t i = 0; i < specs.size(); ++i) out.push_back({net_->layers()[i].name, specs[i]});
-  return out;
-}
-
 std::vector<std::pair<std::string, double>> QssStrategy::metrics(double progress) {
   return {{"tau", opt_.tau.at(progress)}, {"entropy", net_->mean_entropy()}};
 }
 
-std::unique_ptr<SearchStrategy> make_qss_strategy(ModelPtr model, const SearchSpace& space, const json& options) {
-  return std::make_unique<QssStrategy>(std::move(model), space, QssOptions::from_json(options));
+SearchMethod qss_method() {
+  SearchMethod m;
+  m.name = "qss";
+  m.summary = "schemes x bits: Gumbel-softmax search over the candidates of a search space";
+  m.needs_supernet = true;
+  m.flags = qss_flags();
+  m.options_from_flags = [](const FlagValues& f) { return std::make_shared<QssOptions>(qss_options_from_flags(f)); };
+  m.options_from_json = [](const json& j) { return std::make_shared<QssOptions>(QssOptions::from_json(j)); };
+  m.make = [](ModelPtr model, const SearchSpace& space, const StrategyOptions* o) -> std::unique_ptr<SearchStrategy> {
+    return std::make_unique<QssStrategy>(std::move(model), space, options_as<QssOptions>(o, "qss"));
+  };
+  return m;
 }
 
 }  // namespace autoqnn::search

@@ -18,12 +18,13 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "search/search_driver.h"
+#include "search/search_method.h"
+#include "search/search_strategy.h"
 #include "search/supernet.h"
 
 namespace autoqnn::search {
 
-struct QssOptions {
+struct QssOptions : StrategyOptions {
   SamplingMode sampling = SamplingMode::Hard;
   TemperatureSchedule tau;
   bool all_act_paths = false;
@@ -31,28 +32,23 @@ struct QssOptions {
   nlohmann::json theta_init = nlohmann::json::object();
   // Unknown keys and bad values -> std::invalid_argument naming the key.
   static QssOptions from_json(const nlohmann::json& j);
-  nlohmann::json to_json() const;
+  nlohmann::json to_json() const override;
+  void validate() const;
 };
+// QSS's options from its command-line flags (--sampling, --tau-*, --init-from-sensitivity, ...).
+QssOptions qss_options_from_flags(const FlagValues& f);
+std::vector<MethodFlag> qss_flags();
 
-class QssStrategy : public SearchStrategy {
+class QssStrategy : public NetStrategy<Supernet> {
  public:
   QssStrategy(ModelPtr model, const SearchSpace& space, QssOptions opt);
 
   std::string method() const override { return "qss"; }
-  std::shared_ptr<torch::nn::Module> module() override { return net_; }
-  std::vector<torch::Tensor> weight_parameters() override { return net_->weight_parameters(); }
   std::vector<torch::Tensor> arch_parameters() override { return net_->arch_parameters(); }
-  int64_t num_weights() const override { return net_->num_weights(); }
-
   void begin_step(Phase phase, double progress, uint64_t step_seed) override;
   void begin_eval() override { net_->fix_argmax(); }
   void calibrate(const torch::Tensor& images, uint64_t step_seed) override;
-  torch::Tensor forward(const torch::Tensor& x) override { return net_->forward(x); }
-
-  ExpectedCost expected_cost() override { return net_->expected_cost(); }
   ChoiceProblem choice_problem() override { return net_->choice_problem(); }
-  std::vector<std::pair<std::string, std::pair<quant::QuantSpec, quant::QuantSpec>>> layer_specs(
-      const std::vector<int64_t>& choice) override;
   std::vector<std::pair<std::string, double>> metrics(double progress) override;
   nlohmann::json probabilities_json() override { return net_->probabilities_json(); }
   nlohmann::json config_json() const override { return opt_.to_json(); }
@@ -62,11 +58,10 @@ class QssStrategy : public SearchStrategy {
 
  private:
   void apply_theta_init();  // opt_.theta_init -> theta (once, at construction; a resumed state overwrites it)
-  SupernetPtr net_;
   QssOptions opt_;
 };
 
-std::unique_ptr<SearchStrategy> make_qss_strategy(ModelPtr model, const SearchSpace& space,
-                                                  const nlohmann::json& options);
+// The method row of "qss" (search_method.h).
+SearchMethod qss_method();
 
 }  // namespace autoqnn::search

@@ -9,27 +9,12 @@
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/trainer.h"
-#include "search/qpl.h"
-#include "search/qss.h"
+#include "search/search_method.h"
 #include "search/supernet.h"
 
 namespace autoqnn::search {
 
 using nlohmann::json;
-
-// ---------------------------------------------------------------- strategies
-std::vector<std::string> search_methods() { return {"qss", "qpl", "qss+qpl"}; }
-
-std::unique_ptr<SearchStrategy> make_strategy(const std::string& method, ModelPtr model, const SearchSpace& space,
-                                              const json& options) {
-  if (method == "qss") return make_qss_strategy(std::move(model), space, options);
-  if (method == "qpl") return make_qpl_strategy(std::move(model), options);
-  if (method == "qss+qpl")
-    throw std::invalid_argument("search method 'qss+qpl' runs two searches (run_qss_qpl), not one strategy");
-  std::string v;
-  for (const auto& m : search_methods()) v += (v.empty() ? "" : ", ") + m;
-  throw std::invalid_argument("unknown search method '" + method + "' (valid: " + v + ")");
-}
 
 std::string default_state_path(const std::string& out) {
   std::string base = out;
@@ -47,16 +32,19 @@ struct StateModule : torch::nn::Module {
   StateModule(std::shared_ptr<torch::nn::Module> net, std::shared_ptr<ArchAdam> adam) {
     register_module("net", std::move(net));
     register_module("arch_opt", std::move(adam));
-    lambdas = register_buffer("lambdas", torch::ones({3}, torch::kFloat64));
+    lambdas = register_buffer("lambdas", torch::ones({kNumCostKinds}, torch::kFloat64));
   }
-  Lambdas get_lambdas() const {
+  // The multipliers live in the budget table; the buffer holds them by cost kind (absent kinds: 1).
+  void get_multipliers(Budgets& b) const {
     auto l = lambdas.to(torch::kCPU);
     auto a = l.accessor<double, 1>();
-    return {a[0], a[1], a[2]};
+    for (auto& c : b.constraints) c.multiplier = a[static_cast<int64_t>(c.kind)];
   }
-  void set_lambdas(const Lambdas& l) {
+  void set_multipliers(const Budgets& b) {
     torch::NoGradGuard ng;
-    lambdas.copy_(torch::tensor({l.weight, l.act, l.bops}, torch::kFloat64));
+    std::vector<double> v(kNumCostKinds, 1.0);
+    for (const auto& c : b.constraints) v[static_cast<size_t>(c.kind)] = c.multiplier;
+    lambdas.copy_(torch::tensor(v, torch::kFloat64));
   }
   torch::Tensor lambdas;
 };
@@ -75,30 +63,23 @@ std::string fmtd(const char* f, double v) {
 double cosine_lr(double base, double t) { return base * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, std::max(0.0, t)))); }
 
 // Builds the policy of a choice on a fresh (unquantized) instance of the model and cross-checks the
-// policy's own accounting against the derivation's.
-Policy build_policy(SearchStrategy& strat, const ModelFactory& factory, const std::string& model_name,
-                    const ModelConfig& cfg, const std::vector<int64_t>& choice, const Derivation& d,
-                    const Budgets& budgets) {
-  ModelPtr fresh = factory(model_name, cfg);
+// policy's own accounting against the derivation's (both come from the one cost model).
+Policy build_policy(SearchStrategy& strat, const FinishStep& f, const Derivation& d) {
+  ModelPtr fresh = f.factory(f.model, f.config);
   Policy p = blank_policy(*fresh);
-  for (const auto& [name, specs] : strat.layer_specs(choice)) {
+  for (const auto& [name, specs] : strat.layer_specs(d.choice)) {
     LayerPolicy* lp = p.find(name);
-    if (!lp) throw std::logic_error("policy of model '" + model_name + "' has no layer '" + name + "'");
+    if (!lp) throw std::logic_error("policy of model '" + f.model + "' has no layer '" + name + "'");
     lp->weight = specs.first;
     lp->act = specs.second;
   }
   update_totals(p);
-  const auto& t = p.totals;
-  if (static_cast<double>(t.weight_bytes) != d.cost.weight_bytes ||
-      (budgets.has_bops() && std::abs(t.bops - d.cost.bops) > 1e-6 * std::max(1.0, d.cost.bops)) ||
-      (budgets.has_act() && static_cast<double>(t.act_bytes) > d.cost.act_bytes)) {
-    log_warn("search: the policy accounts " + std::to_string(t.weight_bytes) + " weight bytes / " +
-             std::to_string(t.act_bytes) + " act bytes / " + fmtd("%.6g", t.bops) + " BOPs, the derivation " +
-             fmtd("%.0f", d.cost.weight_bytes) + " / " + fmtd("%.0f", d.cost.act_bytes) + " / " +
-             fmtd("%.6g", d.cost.bops));
-  }
-  Cost pc{static_cast<double>(t.weight_bytes), static_cast<double>(t.act_bytes), t.bops};
-  if (!within(pc, budgets))
+  const Cost pc{static_cast<double>(p.totals.weight_bytes), static_cast<double>(p.totals.act_bytes), p.totals.bops};
+  for (const auto& k : cost_kinds())
+    if (std::abs(pc.at(k.kind) - d.cost.at(k.kind)) > 1e-6 * std::max(1.0, d.cost.at(k.kind)))
+      log_warn(std::string("search: the policy accounts ") + k.label + " cost " + fmtd("%.6g", pc.at(k.kind)) +
+               ", the derivation " + fmtd("%.6g", d.cost.at(k.kind)));
+  if (!within(pc, f.budgets))
     throw std::logic_error("search: the derived policy exceeds the budget by the policy's own accounting (" +
                            format_kib(pc.weight_bytes) + "); please report this");
   return p;
@@ -124,7 +105,9 @@ json space_json(const SearchSpace& s, const std::string& path) {
 void write_csv(const std::string& path, const json& history) {
   std::ostringstream os;
   os << "epoch,phase,tau,lr,train_loss,train_top1,arch_loss,val_top1,exp_weight_kib,exp_avg_bits,exp_act_kib,"
-        "exp_bops,entropy,lambda_w,lambda_a,lambda_b,layer,weight,act,prob\n";
+        "exp_bops,entropy";
+  for (const auto& k : cost_kinds()) os << ",lambda_" << k.key;
+  os << ",layer,weight,act,prob\n";
   os.precision(8);
   for (const auto& h : history) {
     std::ostringstream head;
@@ -134,8 +117,12 @@ void write_csv(const std::string& path, const json& history) {
          << "," << h["arch_loss"].get<double>() << "," << h["val_top1"].get<double>() << ","
          << h["expected"]["weight_kib"].get<double>() << "," << h["expected"]["avg_weight_bits"].get<double>() << ","
          << h["expected"]["act_bytes"].get<double>() / 1024.0 << "," << h["expected"]["bops"].get<double>() << ","
-         << h["entropy"].get<double>() << "," << h["lambda"]["weight"].get<double>() << ","
-         << h["lambda"]["act"].get<double>() << "," << h["lambda"]["bops"].get<double>();
+         << h["entropy"].get<double>();
+    for (const auto& k : cost_kinds()) {
+      const json& l = h["lambda"].value(k.key, json());
+      head << ",";
+      if (l.is_number()) head << l.get<double>();
+    }
     const std::string hs = head.str();
     for (auto it = h["probabilities"].begin(); it != h["probabilities"].end(); ++it)
       for (const auto& c : it.value())
@@ -146,7 +133,10 @@ void write_csv(const std::string& path, const json& history) {
 }
 
 // Options that must not change between a state and its --resume.
-json resume_key(const SearchOptions& o, const SearchSpace& space, const json& strategy_cfg, const Budgets& b) {
+json resume_key(const SearchOptions& o, const SearchSpace& space, const json& strategy_cfg, const Budgets& b,
+               const ArchAdamOptions& arch) {
+  json limits = json::array();
+  for (const auto& k : cost_kinds()) limits.push_back(b.limit(k.kind));
   return {{"method", o.method},
           {"model", o.model},
           {"space", space.raw},
@@ -158,9 +148,9 @@ json resume_key(const SearchOptions& o, const SearchSpace& space, const json& st
           {"lr", o.lr},
           {"momentum", o.momentum},
           {"weight_decay", o.weight_decay},
-          {"arch", o.arch.to_json()},
+          {"arch", arch.to_json()},
           {"penalty", o.penalty.to_json()},
-          {"budget_bytes", {b.weight_bytes, b.act_bytes, b.bops}},
+          {"budget_bytes", limits},
           {"dataset", o.data.dataset},
           {"train_limit", o.data.train_limit},
           {"max_steps_per_epoch", o.max_steps_per_epoch}};
@@ -179,25 +169,24 @@ int64_t count_correct(const torch::Tensor& logits, const torch::Tensor& y) {
   return logits.argmax(1).eq(y).sum().item<int64_t>();
 }
 
-}  // namespace
+// The weight optimiser: SGD, weight decay on conv/linear weights only.
+torch::optim::SGD make_weight_optimizer(const SearchOptions& opt, const std::vector<torch::Tensor>& weights) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& p : weights) (p.dim() > 1 ? decay : no_decay).push_back(p);
+  std::vector<torch::optim::OptimizerParamGroup> pg;
+  if (!decay.empty())
+    pg.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(opt.lr)
+                                                                          .momentum(opt.momentum)
+                                                                          .weight_decay(opt.weight_decay)));
+  if (!no_decay.empty())
+    pg.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(
+                                  torch::optim::SGDOptions(opt.lr).momentum(opt.momentum).weight_decay(0)));
+  if (pg.empty()) throw std::invalid_argument("search: the model has no trainable parameter");
+  return torch::optim::SGD(std::move(pg), torch::optim::SGDOptions(opt.lr));
+}
 
-// ---------------------------------------------------------------- the search
-SearchResult run_search(const SearchOptions& opt) {
-  if (opt.model.empty()) throw std::invalid_argument("--model is required");
-  if (opt.checkpoint.empty()) throw std::invalid_argument("--checkpoint (the FP32 starting point) is required");
-  if (opt.out.empty()) throw std::invalid_argument("--out (the policy JSON to write) is required");
-  if (opt.epochs < 0) throw std::invalid_argument("--epochs must be >= 0");
-  if (opt.warmup < 0) throw std::invalid_argument("--warmup must be >= 0");
-  if (opt.batch_size <= 0) throw std::invalid_argument("--batch-size must be positive");
-  if (!(opt.lr > 0)) throw std::invalid_argument("--lr must be positive");
-  if (!(opt.arch.lr > 0)) throw std::invalid_argument("--arch-lr must be positive");
-  const ModelFactory factory = factory_or_default(opt.model_factory);
-  const std::string state_path = opt.state.empty() ? default_state_path(opt.out) : opt.state;
-  const torch::Device device = opt.device;
-  seed_everything(opt.seed);
-
-  SearchSpace space = SearchSpace::load(opt.space_path);
-
+// The FP32 checkpoint the search starts from, checked against --model and --dataset.
+CheckpointMeta checked_start(const SearchOptions& opt) {
   CheckpointMeta ck = read_checkpoint_meta(opt.checkpoint);
   if (ck.model != opt.model)
     throw std::invalid_argument("checkpoint " + opt.checkpoint + " holds model '" + ck.model + "', not --model '" +
@@ -214,12 +203,57 @@ SearchResult run_search(const SearchOptions& opt) {
                                 "' differs (--dataset)");
   if (!ck.dataset.empty() && ck.dataset != opt.data.dataset)
     log_warn("search: checkpoint trained on '" + ck.dataset + "', searching on '" + opt.data.dataset + "'");
+  return ck;
+}
 
+void check_search_options(const SearchOptions& opt, const ArchAdamOptions& arch) {
+  if (opt.model.empty()) throw std::invalid_argument("--model is required");
+  if (opt.checkpoint.empty()) throw std::invalid_argument("--checkpoint (the FP32 starting point) is required");
+  if (opt.out.empty()) throw std::invalid_argument("--out (the policy JSON to write) is required");
+  if (opt.epochs < 0) throw std::invalid_argument("--epochs must be >= 0");
+  if (opt.warmup < 0) throw std::invalid_argument("--warmup must be >= 0");
+  if (opt.batch_size <= 0) throw std::invalid_argument("--batch-size must be positive");
+  if (!(opt.lr > 0)) throw std::invalid_argument("--lr must be positive");
+  if (!(arch.lr > 0)) throw std::invalid_argument("--arch-lr must be positive");
+}
+
+// The multipliers of the penalty, by cost kind, for the history (null = no budget of that kind).
+json multipliers_json(const Budgets& b) {
+  json j = json::object();
+  for (const auto& k : cost_kinds()) j[k.key] = b.has(k.kind) ? json(b.find(k.kind)->multiplier) : json();
+  return j;
+}
+
+double metric(const std::vector<std::pair<std::string, double>>& m, const std::string& key) {
+  for (const auto& [k, v] : m)
+    if (k == key) return v;
+  return 0.0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- the search
+SearchResult run_search(const SearchOptions& opt) {
+  const SearchMethod& method = search_method(opt.method);
+  if (!method.make)
+    throw std::invalid_argument("search method '" + opt.method + "' runs several searches: use run_method");
+  // The architecture optimiser as run: a method may set its own learning rate (QPL's --bit-lr).
+  ArchAdamOptions arch = opt.arch;
+  if (opt.strategy)
+    if (auto lr = opt.strategy->arch_lr()) arch.lr = *lr;
+  check_search_options(opt, arch);
+  const ModelFactory factory = factory_or_default(opt.model_factory);
+  const std::string state_path = opt.state.empty() ? default_state_path(opt.out) : opt.state;
+  const torch::Device device = opt.device;
+  seed_everything(opt.seed);
+
+  SearchSpace space = SearchSpace::load(opt.space_path);
+  CheckpointMeta ck = checked_start(opt);
   ModelPtr model = factory(opt.model, ck.config);
   load_checkpoint_weights(opt.checkpoint, *model);
-  std::unique_ptr<SearchStrategy> strat = make_strategy(opt.method, model, space, opt.strategy);
+  std::unique_ptr<SearchStrategy> strat = method.make(model, space, opt.strategy.get());
   const int64_t N = strat->num_weights();
-  Budgets budgets = make_budgets(opt.budget_kib, opt.avg_bits, opt.act_budget_kib, opt.bops, N);
+  Budgets budgets = make_budgets(opt.budgets, N);
   check_feasible(strat->choice_problem(), budgets);  // fail before any training
   log_info("search: " + opt.method + " on " + opt.model + ", space " + opt.space_path + " (" +
            granularity_name(space.granularity) + "), budget: " + budgets.describe(N));
@@ -229,27 +263,17 @@ SearchResult run_search(const SearchOptions& opt) {
   if (splits.val.size() == 0)
     throw std::invalid_argument("search: the val split is empty (the architecture steps need it); raise --train-limit");
 
-  auto adam = std::make_shared<ArchAdam>(strat->arch_parameters(), opt.arch);
+  auto adam = std::make_shared<ArchAdam>(strat->arch_parameters(), arch);
   auto state = std::make_shared<StateModule>(strat->module(), adam);
   state->to(device);
-  std::vector<torch::Tensor> weights = strat->weight_parameters(), decay, no_decay;
-  for (auto& p : weights) (p.dim() > 1 ? decay : no_decay).push_back(p);
-  std::vector<torch::optim::OptimizerParamGroup> pg;
-  if (!decay.empty())
-    pg.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(opt.lr)
-                                                                          .momentum(opt.momentum)
-                                                                          .weight_decay(opt.weight_decay)));
-  if (!no_decay.empty())
-    pg.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(
-                                  torch::optim::SGDOptions(opt.lr).momentum(opt.momentum).weight_decay(0)));
-  if (pg.empty()) throw std::invalid_argument("search: the model has no trainable parameter");
-  torch::optim::SGD sgd(std::move(pg), torch::optim::SGDOptions(opt.lr));
+  std::vector<torch::Tensor> weights = strat->weight_parameters();
+  torch::optim::SGD sgd = make_weight_optimizer(opt, weights);
 
   const int total_epochs = opt.warmup + opt.epochs;
-  const json rkey = resume_key(opt, space, strat->config_json(), budgets);
+  const json rkey = resume_key(opt, space, strat->config_json(), budgets, arch);
   int start_epoch = 0;
   json history = json::array();
-  Lambdas lam{opt.penalty.lambda_init, opt.penalty.lambda_init, opt.penalty.lambda_init};
+  for (auto& c : budgets.constraints) c.multiplier = opt.penalty.lambda_init;
 
   const bool drop_last = splits.train.size() >= opt.batch_size;
   BatchIterator train_it(splits.train, opt.batch_size, /*shuffle=*/true, opt.seed, {}, drop_last);
@@ -269,12 +293,12 @@ SearchResult run_search(const SearchOptions& opt) {
       throw std::runtime_error("--resume: " + state_path + " holds no weight-optimizer state");
     start_epoch = static_cast<int>(sm.epoch);
     history = sm.extra.value("history", json::array());
-    lam = state->get_lambdas();
+    state->get_multipliers(budgets);
     log_info("search: resuming from " + state_path + " after epoch " + std::to_string(start_epoch) + " of " +
              std::to_string(total_epochs));
   } else {
     if (opt.resume) log_info("search: no state at " + state_path + " yet; starting from the beginning");
-    state->set_lambdas(lam);
+    state->set_multipliers(budgets);
     // Calibration: every candidate quantizer initialises from data (first batches of the train split).
     state->train();
     for (int64_t b = 0; b < opt.calib_batches; ++b) {
@@ -288,6 +312,7 @@ SearchResult run_search(const SearchOptions& opt) {
   TensorDataset val_eval = opt.val_eval_limit > 0 ? splits.val.head(opt.val_eval_limit) : splits.val;
   const int64_t search_steps = static_cast<int64_t>(opt.epochs) * steps;
   double last_val = -1;
+  const json space_record = space_json(space, opt.space_path);
 
   for (int e = start_epoch; e < total_epochs; ++e) {
     const bool searching = e >= opt.warmup;
@@ -343,12 +368,12 @@ SearchResult run_search(const SearchOptions& opt) {
         auto lv_logits = strat->forward(xv);
         auto ce = torch::nn::functional::cross_entropy(lv_logits, yv);
         ExpectedCost ec = strat->expected_cost();
-        auto total = ce + cost_penalty(ec, budgets, lam).to(ce.scalar_type());
+        auto total = ce + cost_penalty(ec, budgets).to(ce.scalar_type());
         adam->zero_grad();
         total.backward();
         adam->step();
         for (auto& p : weights) p.requires_grad_(true);
-        adapt_lambdas(lam, ec.values(), budgets, opt.penalty);
+        adapt_multipliers(budgets, ec.values(), opt.penalty);
         arch_sum += ce.item<double>();
         ++arch_steps;
       }
@@ -378,11 +403,6 @@ SearchResult run_search(const SearchOptions& opt) {
                           ? static_cast<double>((e + 1 - opt.warmup) * steps) / static_cast<double>(search_steps)
                           : 0.0;
     auto m = strat->metrics(prog_end);
-    double tau = 0, entropy = 0;
-    for (auto& [k, v] : m) {
-      if (k == "tau") tau = v;
-      if (k == "entropy") entropy = v;
-    }
     std::vector<std::pair<std::string, double>> fin = {{"loss", loss_sum / std::max<int64_t>(seen, 1)},
                                                        {"val_top1", ev.top1},
                                                        {"E[KiB]", ex.weight_bytes / 1024.0}};
@@ -391,7 +411,7 @@ SearchResult run_search(const SearchOptions& opt) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     history.push_back({{"epoch", e + 1},
                        {"phase", searching ? "search" : "warmup"},
-                       {"tau", tau},
+                       {"tau", metric(m, "tau")},
                        {"lr", lr_now},
                        {"train_loss", loss_sum / std::max<int64_t>(seen, 1)},
                        {"train_top1", static_cast<double>(correct) / std::max<int64_t>(seen, 1)},
@@ -399,13 +419,13 @@ SearchResult run_search(const SearchOptions& opt) {
                        {"val_top1", ev.top1},
                        {"val_loss", ev.loss},
                        {"expected", ex.to_json(N)},
-                       {"entropy", entropy},
-                       {"lambda", {{"weight", lam.weight}, {"act", lam.act}, {"bops", lam.bops}}},
+                       {"entropy", metric(m, "entropy")},
+                       {"lambda", multipliers_json(budgets)},
                        {"seconds", secs},
                        {"probabilities", strat->probabilities_json()}});
     if (json lj = strat->learned_json(); !lj.is_null()) history.back()["learned"] = lj;
 
-    state->set_lambdas(lam);
+    state->set_multipliers(budgets);
     CheckpointMeta sm;
     sm.kind = kStateKind;
     sm.model = opt.model;
@@ -414,13 +434,13 @@ SearchResult run_search(const SearchOptions& opt) {
     sm.epoch = e + 1;
     sm.extra = {{"method", opt.method},
                 {"strategy", strat->config_json()},
-                {"space", space_json(space, opt.space_path)},
+                {"space", space_record},
                 {"seed", opt.seed},
                 {"epochs", opt.epochs},
                 {"warmup", opt.warmup},
                 {"checkpoint", opt.checkpoint},
                 {"budget", budgets.to_json(N)},
-                {"arch_optimizer", opt.arch.to_json()},
+                {"arch_optimizer", arch.to_json()},
                 {"penalty", opt.penalty.to_json()},
                 {"command", opt.command_line},
                 {"version", AUTOQNN_VERSION},
@@ -439,50 +459,67 @@ SearchResult run_search(const SearchOptions& opt) {
     }
   }
 
-  // ---- derivation
   if (!history.empty()) last_val = history.back().value("val_top1", -1.0);
-  ChoiceProblem problem = strat->choice_problem();
-  Derivation d = derive(problem, budgets);
+  FinishStep f{factory, opt.model, ck.config, budgets, json::object(), opt.out, "searched"};
+  f.provenance = {{"method", opt.method},
+                  {"version", AUTOQNN_VERSION},
+                  {"command", opt.command_line},
+                  {"seed", opt.seed},
+                  {"checkpoint", opt.checkpoint},
+                  {"dataset", opt.data.dataset},
+                  {"space", space_record},
+                  {"epochs", opt.epochs},
+                  {"warmup", opt.warmup},
+                  {"strategy", strat->config_json()},
+                  {"optimizer", {{"weights", {{"lr", opt.lr}, {"momentum", opt.momentum},
+                                              {"weight_decay", opt.weight_decay}, {"schedule", "cosine"}}},
+                                 {"arch", arch.to_json()},
+                                 {"penalty", opt.penalty.to_json()}}},
+                  {"val_top1_argmax", last_val},
+                  {"state", state_path}};
+  SearchResult r = finish_search(*strat, f);
+  r.val_top1 = last_val;
+  r.epochs_done = total_epochs;
+  return r;
+}
+
+// ---------------------------------------------------------------- the finish step
+SearchResult finish_search(SearchStrategy& strat, const FinishStep& f) {
+  const int64_t N = strat.num_weights();
+  ChoiceProblem problem = strat.choice_problem();
+  Derivation d = derive(problem, f.budgets);
   warn_if_uniform(d, problem);
-  Policy policy = build_policy(*strat, factory, opt.model, ck.config, d.choice, d, budgets);
+  Policy policy = build_policy(strat, f, d);
   Cost ex;
   {
     torch::NoGradGuard ng;
-    ex = strat->expected_cost().values();
+    ex = strat.expected_cost().values();
   }
-  policy.search = {{"method", opt.method},
-                   {"version", AUTOQNN_VERSION},
-                   {"command", opt.command_line},
-                   {"seed", opt.seed},
-                   {"checkpoint", opt.checkpoint},
-                   {"dataset", opt.data.dataset},
-                   {"space", space_json(space, opt.space_path)},
-                   {"budget", budgets.to_json(N)},
-                   {"epochs", opt.epochs},
-                   {"warmup", opt.warmup},
-                   {"strategy", strat->config_json()},
-                   {"optimizer", {{"weights", {{"lr", opt.lr}, {"momentum", opt.momentum},
-                                               {"weight_decay", opt.weight_decay}, {"schedule", "cosine"}}},
-                                  {"arch", opt.arch.to_json()},
-                                  {"penalty", opt.penalty.to_json()}}},
-                   {"expected_cost", ex.to_json(N)},
-                   {"val_top1_argmax", last_val},
-                   {"derivation", d.to_json(problem)},
-                   {"probabilities", strat->probabilities_json()},
-                   {"state", state_path}};
-  if (json lj = strat->learned_json(); !lj.is_null()) policy.search["learned_bits"] = lj;
-  save_policy(opt.out, policy);
-  log_info("search: policy " + opt.out + ": " + format_kib(d.cost.weight_bytes) +
-           fmtd(" (%.3f bits/weight)", 8.0 * d.cost.weight_bytes / static_cast<double>(N)) + ", budget " +
-           format_kib(budgets.weight_bytes) + "; E[size] " + format_kib(ex.weight_bytes) + "; " +
-           std::to_string(d.downgrades) + " repair downgrade(s), " + std::to_string(d.upgrades) + " refill upgrade(s)");
+  json prov = f.provenance;
+  prov["budget"] = f.budgets.to_json(N);
+  prov["expected_cost"] = ex.to_json(N);
+  prov["derivation"] = d.to_json(problem);
+  prov["probabilities"] = strat.probabilities_json();
+  if (json lj = strat.learned_json(); !lj.is_null()) prov["learned_bits"] = lj;
+  save_searched_policy(f.out, policy, prov);
+  log_info("search: " + f.how + ": " + format_kib(d.cost.weight_bytes) +
+           fmtd(" (%.3f bits/weight)", avg_bits(d.cost.weight_bytes, N)) + " for a budget of " +
+           format_kib(f.budgets.limit(CostKind::WeightBytes)) + "; E[size] " + format_kib(ex.weight_bytes) + "; " +
+           std::to_string(d.downgrades) + " repair downgrade(s), " + std::to_string(d.upgrades) +
+           " refill upgrade(s)");
   SearchResult r;
   r.policy = std::move(policy);
   r.derivation = d;
   r.expected = ex;
-  r.val_top1 = last_val;
-  r.epochs_done = total_epochs;
   return r;
+}
+
+void save_searched_policy(const std::string& out, Policy& policy, json provenance) {
+  policy.search = std::move(provenance);
+  save_policy(out, policy);
+  log_info("search: policy " + out + " (" + policy.search.value("method", "?") + "): " +
+           format_kib(static_cast<double>(policy.totals.weight_bytes)) + fmtd(" (%.3f bits/weight)",
+                                                                           policy.totals.avg_weight_bits));
 }
 
 // ---------------------------------------------------------------- re-derivation
@@ -498,7 +535,9 @@ SearchResult rederive_from_state(const RederiveOptions& opt) {
     if (!ex.contains(k)) throw std::invalid_argument("--from-state: " + opt.state + " lacks '" + k + "' (corrupt state?)");
   SearchSpace space = SearchSpace::from_json(ex["space"]["definition"], opt.state + " (space)");
   ModelPtr model = factory(sm.model, sm.config);
-  std::unique_ptr<SearchStrategy> strat = make_strategy(ex["method"].get<std::string>(), model, space, ex["strategy"]);
+  const SearchMethod& method = search_method(ex["method"].get<std::string>());
+  StrategyOptionsPtr options = method.options_from_json(ex["strategy"]);
+  std::unique_ptr<SearchStrategy> strat = make_strategy(method.name, model, space, options.get());
   ArchAdamOptions ao;  // shapes only: the moments are loaded, never used
   auto adam = std::make_shared<ArchAdam>(strat->arch_parameters(), ao);
   auto state = std::make_shared<StateModule>(strat->module(), adam);
@@ -508,45 +547,23 @@ SearchResult rederive_from_state(const RederiveOptions& opt) {
     log_warn("--from-state: " + opt.state + " is from epoch " + std::to_string(sm.epoch) + " of " +
              std::to_string(total) + " (an unfinished search)");
 
-  const int64_t N = strat->num_weights();
-  Budgets budgets = make_budgets(opt.budget_kib, opt.avg_bits, opt.act_budget_kib, opt.bops, N);
-  ChoiceProblem problem = strat->choice_problem();
-  Derivation d = derive(problem, budgets);
-  warn_if_uniform(d, problem);
-  Policy policy = build_policy(*strat, factory, sm.model, sm.config, d.choice, d, budgets);
-  Cost e;
-  {
-    torch::NoGradGuard ng;
-    e = strat->expected_cost().values();
-  }
-  json prov = {{"method", ex["method"]},
-               {"version", AUTOQNN_VERSION},
-               {"command", opt.command_line},
-               {"seed", ex.value("seed", json(nullptr))},
-               {"checkpoint", ex.value("checkpoint", json(nullptr))},
-               {"dataset", sm.dataset},
-               {"space", ex["space"]},
-               {"budget", budgets.to_json(N)},
-               {"search_budget", ex.value("budget", json(nullptr))},
-               {"epochs", ex.value("epochs", 0)},
-               {"warmup", ex.value("warmup", 0)},
-               {"strategy", ex["strategy"]},
-               {"rederived_from_state", opt.state},
-               {"state_epoch", sm.epoch},
-               {"search_command", ex.value("command", "")},
-               {"expected_cost", e.to_json(N)},
-               {"derivation", d.to_json(problem)},
-               {"probabilities", strat->probabilities_json()}};
-  if (json lj = strat->learned_json(); !lj.is_null()) prov["learned_bits"] = lj;
-  policy.search = prov;
-  save_policy(opt.out, policy);
-  log_info("search: re-derived " + opt.out + " from " + opt.state + ": " + format_kib(d.cost.weight_bytes) +
-           " for a budget of " + format_kib(budgets.weight_bytes) + " (" + std::to_string(d.downgrades) +
-           " downgrade(s), " + std::to_string(d.upgrades) + " upgrade(s))");
-  SearchResult r;
-  r.policy = std::move(policy);
-  r.derivation = d;
-  r.expected = e;
+  FinishStep f{factory, sm.model, sm.config, make_budgets(opt.budgets, strat->num_weights()), json::object(), opt.out,
+               "re-derived from " + opt.state};
+  f.provenance = {{"method", ex["method"]},
+                  {"version", AUTOQNN_VERSION},
+                  {"command", opt.command_line},
+                  {"seed", ex.value("seed", json(nullptr))},
+                  {"checkpoint", ex.value("checkpoint", json(nullptr))},
+                  {"dataset", sm.dataset},
+                  {"space", ex["space"]},
+                  {"search_budget", ex.value("budget", json(nullptr))},
+                  {"epochs", ex.value("epochs", 0)},
+                  {"warmup", ex.value("warmup", 0)},
+                  {"strategy", ex["strategy"]},
+                  {"rederived_from_state", opt.state},
+                  {"state_epoch", sm.epoch},
+                  {"search_command", ex.value("command", "")}};
+  SearchResult r = finish_search(*strat, f);
   r.epochs_done = static_cast<int>(sm.epoch);
   return r;
 }

@@ -61,28 +61,12 @@ torch::Tensor gumbel_noise(int64_t n, uint64_t seed, uint64_t stream) {
 }
 
 // ---------------------------------------------------------------- costs
-Cost LayerCosts::joint(int64_t w, int64_t a) const {
-  Cost c;
-  c.weight_bytes = static_cast<double>(weight_bytes.at(static_cast<size_t>(w)));
-  c.act_bytes = static_cast<double>(act_bytes.at(static_cast<size_t>(a)));
-  c.bops = static_cast<double>(macs) * weight_bits[static_cast<size_t>(w)] * act_bits[static_cast<size_t>(a)];
-  return c;
-}
-
-LayerCosts layer_costs(const LayerProfile& prof, const CandidateSet& cands) {
-  LayerCosts lc;
-  lc.macs = prof.macs;
-  for (const auto& w : cands.weight) {
-    auto sc = quant::storage_cost(w, prof.weight_shape, Role::Weight);
-    lc.weight_bytes.push_back(sc.bytes());
-    lc.weight_bits.push_back(w.is_fp() ? 32 : w.bits);
-  }
-  for (const auto& a : cands.act) {
-    int bits = a.is_fp() ? 32 : a.bits;
-    lc.act_bits.push_back(bits);
-    lc.act_bytes.push_back((static_cast<int64_t>(bits) * prof.input_numel + 7) / 8);
-  }
-  return lc;
+std::vector<Cost> candidate_costs(const LayerProfile& prof, const CandidateSet& cands) {
+  const LayerDims dims = layer_dims(prof);
+  std::vector<Cost> out;
+  for (const auto& w : cands.weight)
+    for (const auto& a : cands.act) out.push_back(layer_cost(dims, w, a));
+  return out;
 }
 
 // ---------------------------------------------------------------- construction
@@ -112,7 +96,7 @@ Supernet::Supernet(ModelPtr model, const SearchSpace& space) : model_(std::move(
     L.profile = it->second;
     L.cands = sets[i];
     try {
-      L.costs = layer_costs(L.profile, L.cands);
+      L.costs = candidate_costs(L.profile, L.cands);
     } catch (const std::exception& e) {
       throw std::invalid_argument("layer '" + L.name + "': " + e.what());
     }
@@ -155,23 +139,22 @@ Supernet::Supernet(ModelPtr model, const SearchSpace& space) : model_(std::move(
     auto& G = groups_[g];
     if (G.searched()) G.theta = arch_->register_parameter("g" + std::to_string(g), torch::zeros({G.size()}));
     // cost vectors over the joint options
-    const int64_t n = G.size(), na = static_cast<int64_t>(G.cands.act.size());
-    auto w = torch::zeros({n}, torch::kFloat64), b = torch::zeros({n}, torch::kFloat64);
-    auto a = torch::zeros({static_cast<int64_t>(G.layers.size()), n}, torch::kFloat64);
-    auto wa = w.accessor<double, 1>(), ba = b.accessor<double, 1>();
-    auto aa = a.accessor<double, 2>();
-    for (size_t k = 0; k < G.layers.size(); ++k) {
-      const auto& L = layers_[static_cast<size_t>(G.layers[k])];
-      for (int64_t c = 0; c < n; ++c) {
-        Cost cc = L.costs.joint(c / na, c % na);
-        wa[c] += cc.weight_bytes;
-        ba[c] += cc.bops;
-        aa[static_cast<int64_t>(k)][c] = cc.act_bytes;
+    const int64_t n = G.size(), nl = static_cast<int64_t>(G.layers.size());
+    std::array<torch::Tensor, kNumCostKinds> oc;
+    for (const auto& k : cost_kinds()) {
+      const bool per_layer = k.combine == Combine::Max;
+      auto t = per_layer ? torch::zeros({nl, n}, torch::kFloat64) : torch::zeros({n}, torch::kFloat64);
+      for (int64_t l = 0; l < nl; ++l) {
+        const auto& L = layers_[static_cast<size_t>(G.layers[static_cast<size_t>(l)])];
+        for (int64_t c = 0; c < n; ++c) {
+          const double v = L.costs[static_cast<size_t>(c)].at(k.kind);
+          if (per_layer) t[l][c] = v;
+          else t[c] += v;
+        }
       }
+      oc[static_cast<size_t>(k.kind)] = t;
     }
-    wcost_.push_back(w);
-    bops_.push_back(b);
-    act_.push_back(a);
+    option_cost_.push_back(oc);
   }
 
   // Install the mixed quantizers.
@@ -295,22 +278,24 @@ torch::Tensor Supernet::probabilities(int64_t g) const {
 }
 
 ExpectedCost Supernet::expected_cost() const {
-  std::vector<torch::Tensor> w, a, b;
   torch::Device dev = torch::kCPU;
   for (const auto& G : groups_)
     if (G.searched()) dev = G.theta.device();
+  std::array<std::vector<torch::Tensor>, kNumCostKinds> parts;
   for (size_t g = 0; g < groups_.size(); ++g) {
     const auto& G = groups_[g];
     torch::Tensor pi = G.searched() ? torch::softmax(G.theta.to(torch::kFloat64), 0)
                                     : torch::ones({1}, torch::dtype(torch::kFloat64).device(dev));
-    w.push_back((pi * wcost_[g].to(dev)).sum());
-    b.push_back((pi * bops_[g].to(dev)).sum());
-    a.push_back(torch::matmul(act_[g].to(dev), pi));
+    for (const auto& k : cost_kinds()) {
+      const torch::Tensor v = option_cost_[g][static_cast<size_t>(k.kind)].to(dev);
+      parts[static_cast<size_t>(k.kind)].push_back(k.combine == Combine::Max ? torch::matmul(v, pi) : (pi * v).sum());
+    }
   }
   ExpectedCost e;
-  e.weight_bytes = torch::stack(w).sum();
-  e.bops = torch::stack(b).sum();
-  e.act_bytes = torch::cat(a);
+  for (const auto& k : cost_kinds()) {
+    auto& v = parts[static_cast<size_t>(k.kind)];
+    e.at(k.kind) = k.combine == Combine::Max ? torch::cat(v) : torch::stack(v).sum();
+  }
   return e;
 }
 
@@ -323,18 +308,12 @@ ChoiceProblem Supernet::choice_problem() const {
     cg.name = G.name;
     auto pi = probabilities(static_cast<int64_t>(g));
     auto pa = pi.accessor<double, 1>();
-    const int64_t na = static_cast<int64_t>(G.cands.act.size());
     for (int64_t li : G.layers) cg.layers.push_back(layers_[static_cast<size_t>(li)].name);
     for (int64_t c = 0; c < G.size(); ++c) {
       cg.labels.push_back(G.cands.label(c));
       cg.prob.push_back(pa[c]);
       Cost tot;
-      for (int64_t li : G.layers) {
-        Cost one = layers_[static_cast<size_t>(li)].costs.joint(c / na, c % na);
-        tot.weight_bytes += one.weight_bytes;
-        tot.bops += one.bops;
-        tot.act_bytes = std::max(tot.act_bytes, one.act_bytes);
-      }
+      for (int64_t li : G.layers) tot.combine(layers_[static_cast<size_t>(li)].costs[static_cast<size_t>(c)]);
       cg.cost.push_back(tot);
     }
     p.groups.push_back(std::move(cg));

@@ -10,6 +10,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,23 +35,15 @@ struct TemperatureSchedule {
   nlohmann::json to_json() const;
 };
 
-// Exact costs of the candidates of one layer.
-struct LayerCosts {
-  std::vector<int64_t> weight_bytes;  // per weight spec: quant::storage_cost(spec, shape).bytes()
-  std::vector<int> weight_bits;  // per weight spec: spec bits (fp32: 32), as the policy counts BOPs
-  std::vector<int64_t> act_bytes;     // per act spec: ceil(act_bits * input_numel / 8)
-  std::vector<int> act_bits;          // per act spec (fp32: 32)
-  int64_t macs = 0;
-  Cost joint(int64_t w, int64_t a) const;
-};
-LayerCosts layer_costs(const LayerProfile& prof, const CandidateSet& cands);
+// Exact costs (the core cost model) of every joint candidate of one layer: index = weight * |act| + act.
+std::vector<Cost> candidate_costs(const LayerProfile& prof, const CandidateSet& cands);
 
 struct SupernetLayer {
   std::string name;
   QuantLayer* layer = nullptr;
   LayerProfile profile;
   CandidateSet cands;
-  LayerCosts costs;
+  std::vector<Cost> costs;  // candidate_costs
   int64_t group = 0;
   MixedQuantizerPtr wq, aq;
 };
@@ -110,8 +103,9 @@ class Supernet : public torch::nn::Module {
   std::vector<ArchGroup> groups_;
   int64_t num_weights_ = 0;
   std::shared_ptr<torch::nn::Module> arch_;  // holds the theta parameters ("arch.g<k>")
-  // Per group cost vectors over the joint options (float64), summed over the group's layers; act: [L_g, n].
-  std::vector<torch::Tensor> wcost_, bops_, act_;
+  // Per group and cost kind, the cost of every joint option (float64): a Sum kind summed over the group's
+  // layers [n]; a Max kind per layer [L_g, n] (each layer's footprint is bounded on its own).
+  std::vector<std::array<torch::Tensor, kNumCostKinds>> option_cost_;
 };
 using SupernetPtr = std::shared_ptr<Supernet>;
 

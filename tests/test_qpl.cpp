@@ -23,6 +23,7 @@
 #include "search/constraints.h"
 #include "search/learned_bit_quantizer.h"
 #include "search/qpl.h"
+#include "search/qss_qpl.h"
 #include "search/search_driver.h"
 
 namespace fs = std::filesystem;
@@ -79,7 +80,12 @@ SearchOptions qpl_options(const std::string& tag) {
   o.arch.lr = 0.1;  // the bit learning rate
   o.penalty.eta = 0.2;
   o.calib_batches = 1;
-  o.strategy = {{"weight", "vecq:4"}, {"act", "fp32"}, {"bits_min", 1}, {"bits_max", 8}};
+  auto q = std::make_shared<QplOptions>();
+  q->weight = "vecq:4";
+  q->act = "fp32";
+  q->bits_min = 1;
+  q->bits_max = 8;
+  o.strategy = q;
   o.out = tmp_dir() + "/" + tag + ".json";
   o.state = tmp_dir() + "/" + tag + ".state.pt";
   return o;
@@ -236,14 +242,15 @@ TEST(QplNet, RoundingAndRepairAlwaysMeetTheBudget) {
       hi.act_bytes = std::max(hi.act_bytes, a);
     }
     Budgets b;
-    b.weight_bytes = lo.weight_bytes + uf(rng) * (hi.weight_bytes - lo.weight_bytes);
-    if (trial % 2) b.act_bytes = lo.act_bytes + uf(rng) * (hi.act_bytes - lo.act_bytes);
+    b.set(CostKind::WeightBytes, lo.weight_bytes + uf(rng) * (hi.weight_bytes - lo.weight_bytes));
+    if (trial % 2) b.set(CostKind::ActBytes, lo.act_bytes + uf(rng) * (hi.act_bytes - lo.act_bytes));
     Derivation d = derive(p, b);
-    EXPECT_LE(d.cost.weight_bytes, b.weight_bytes) << trial;
-    if (b.has_act()) {
-      EXPECT_LE(d.cost.act_bytes, b.act_bytes) << trial;
+    EXPECT_LE(d.cost.weight_bytes, b.limit(CostKind::WeightBytes)) << trial;
+    if (b.has(CostKind::ActBytes)) {
+      EXPECT_LE(d.cost.act_bytes, b.limit(CostKind::ActBytes)) << trial;
     }
-    if (d.argmax_cost.weight_bytes <= b.weight_bytes && (!b.has_act() || d.argmax_cost.act_bytes <= b.act_bytes)) {
+    if (d.argmax_cost.weight_bytes <= b.limit(CostKind::WeightBytes) &&
+        (!b.has(CostKind::ActBytes) || d.argmax_cost.act_bytes <= b.limit(CostKind::ActBytes))) {
       EXPECT_EQ(d.downgrades, 0) << trial;  // the rounded bits already fit: kept
     }  // the rounded bits already fit: kept
     else
@@ -255,7 +262,7 @@ TEST(QplNet, RoundingAndRepairAlwaysMeetTheBudget) {
 // ================================================================= the search
 TEST(QplSearch, LearnedSizeConvergesToTheBudgetAndThePolicyMeetsIt) {
   SearchOptions o = qpl_options("conv");
-  o.avg_bits = 2.5;  // start: 4 bits everywhere
+  o.budgets = {{"--avg-bits", 2.5}};  // start: 4 bits everywhere
   o.epochs = 4;
   o.log = tmp_dir() + "/conv.csv";
   SearchResult r = run_search(o);
@@ -292,16 +299,16 @@ TEST(QplSearch, LearnedSizeConvergesToTheBudgetAndThePolicyMeetsIt) {
 
 TEST(QplSearch, DeterministicResumableAndRederivable) {
   SearchOptions a = qpl_options("det_a");
-  a.avg_bits = 3;
+  a.budgets = {{"--avg-bits", 3}};
   SearchResult ra = run_search(a);
   SearchOptions b = qpl_options("det_b");
-  b.avg_bits = 3;
+  b.budgets = {{"--avg-bits", 3}};
   SearchResult rb = run_search(b);
   EXPECT_EQ(layers_of(ra.policy), layers_of(rb.policy));
   EXPECT_EQ(ra.policy.search["learned_bits"], rb.policy.search["learned_bits"]);
 
   SearchOptions c = qpl_options("det_c");
-  c.avg_bits = 3;
+  c.budgets = {{"--avg-bits", 3}};
   c.stop_after_epoch = 2;
   SearchResult rc1 = run_search(c);
   EXPECT_TRUE(rc1.stopped);
@@ -313,14 +320,16 @@ TEST(QplSearch, DeterministicResumableAndRederivable) {
   EXPECT_EQ(ra.policy.search["learned_bits"], rc2.policy.search["learned_bits"]);
   EXPECT_EQ(ra.expected.weight_bytes, rc2.expected.weight_bytes);
   SearchOptions d = c;
-  d.strategy["weight"] = "vecq:3";
+  auto q3 = std::make_shared<QplOptions>(options_as<QplOptions>(c.strategy.get(), "qpl"));
+  q3->weight = "vecq:3";
+  d.strategy = q3;
   EXPECT_TRUE(contains(error_of([&] { run_search(d); }), "strategy"));
 
   // --from-state: the learned bits re-derived for other budgets, each met
   for (double bits : {1.5, 2.0, 4.0, 6.0}) {
     RederiveOptions ro;
     ro.state = a.state;
-    ro.avg_bits = bits;
+    ro.budgets = {{"--avg-bits", bits}};
     ro.out = tmp_dir() + "/re.json";
     SearchResult rr = rederive_from_state(ro);
     EXPECT_LE(rr.policy.totals.avg_weight_bits, bits);
@@ -334,10 +343,13 @@ TEST(QplSearch, QssThenQplRecordsBothStagesAndResumes) {
   o.method = "qss+qpl";
   o.space_path = tmp_dir() + "/two_space.json";
   std::ofstream(o.space_path) << R"({"name": "two", "weight": ["twn", "fixed:{2,3,4}", "vecq:{2,3}"], "act": ["fp32"]})";
-  o.avg_bits = 2.5;
+  o.budgets = {{"--avg-bits", 2.5}};
   o.epochs = 2;
   o.warmup = 0;
-  o.strategy = {{"qss", json::object()}, {"qpl", {{"bits_min", 1}, {"bits_max", 6}}}};
+  auto st = std::make_shared<QssQplOptions>();
+  st->qpl.bits_min = 1;
+  st->qpl.bits_max = 6;
+  o.strategy = st;
   o.log = tmp_dir() + "/two.csv";
   ArchAdamOptions bits;
   bits.lr = 0.1;

@@ -367,20 +367,19 @@ TEST(Constraints, DerivedPolicyMeetsEveryFeasibleBudget) {
     Cost lo = minimum_cost(p), hi = maximum_cost(p);
     for (double f : {0.0, 0.01, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5}) {
       Budgets b;
-      b.weight_bytes = lo.weight_bytes + f * (hi.weight_bytes - lo.weight_bytes);
-      b.weight_source = "test";
+      b.set(CostKind::WeightBytes, lo.weight_bytes + f * (hi.weight_bytes - lo.weight_bytes), "test");
       Derivation d = derive(p, b);
-      EXPECT_LE(d.cost.weight_bytes, b.weight_bytes) << trial << " " << f;
+      EXPECT_LE(d.cost.weight_bytes, b.limit(CostKind::WeightBytes)) << trial << " " << f;
       EXPECT_EQ(total_cost(p, d.choice).weight_bytes, d.cost.weight_bytes);
-      if (d.argmax_cost.weight_bytes <= b.weight_bytes) {
+      if (d.argmax_cost.weight_bytes <= b.limit(CostKind::WeightBytes)) {
         EXPECT_EQ(d.choice, d.argmax);
       }
       if (f == 0.0) {
         EXPECT_EQ(d.cost.weight_bytes, lo.weight_bytes);
       }
       // with an act footprint and BOPs budget too (act: the loosest feasible value + some slack)
-      b.act_bytes = lo.act_bytes + 0.5 * (hi.act_bytes - lo.act_bytes);
-      b.bops = lo.bops + 0.7 * (hi.bops - lo.bops);
+      b.set(CostKind::ActBytes, lo.act_bytes + 0.5 * (hi.act_bytes - lo.act_bytes));
+      b.set(CostKind::Bops, lo.bops + 0.7 * (hi.bops - lo.bops));
       try {
         Derivation d2 = derive(p, b);
         EXPECT_TRUE(within(d2.cost, b));
@@ -398,14 +397,13 @@ TEST(Constraints, RepairDowngradesWhereLeastProbabilityPerByteIsLost) {
   p.groups.push_back({"a", {"a"}, {"big", "small"}, {0.9, 0.1}, {{200, 0, 0}, {100, 0, 0}}});
   p.groups.push_back({"b", {"b"}, {"big", "small"}, {0.51, 0.49}, {{200, 0, 0}, {100, 0, 0}}});
   Budgets b;
-  b.weight_bytes = 300;
-  b.weight_source = "test";
+  b.set(CostKind::WeightBytes, 300, "test");
   Derivation d = derive(p, b);
   EXPECT_EQ(d.argmax, (std::vector<int64_t>{0, 0}));
   EXPECT_EQ(d.choice, (std::vector<int64_t>{0, 1}));  // b loses 0.02 per 100 bytes, a would lose 0.8
   EXPECT_EQ(d.downgrades, 1);
   EXPECT_FALSE(d.uniform);
-  b.weight_bytes = 200;
+  b.set(CostKind::WeightBytes, 200, "test");
   d = derive(p, b);
   EXPECT_EQ(d.choice, (std::vector<int64_t>{1, 1}));
   EXPECT_TRUE(d.uniform);  // both searched groups on the same option: degenerate
@@ -427,7 +425,7 @@ TEST(Constraints, InfeasibleBudgetStatesTheMinimum) {
     EXPECT_NO_THROW(derive(p, make_budgets(kib, std::nullopt, 0, 0, p.num_weights)));
   }
   Budgets ok = make_budgets(lo.weight_bytes / 1024.0, std::nullopt, 0, 0, p.num_weights);
-  EXPECT_LE(derive(p, ok).cost.weight_bytes, ok.weight_bytes);
+  EXPECT_LE(derive(p, ok).cost.weight_bytes, ok.limit(CostKind::WeightBytes));
   EXPECT_THROW(make_budgets(1.0, 2.0, 0, 0, 10), std::invalid_argument);
   EXPECT_THROW(make_budgets(std::nullopt, std::nullopt, 0, 0, 10), std::invalid_argument);
   EXPECT_THROW(make_budgets(-1.0, std::nullopt, 0, 0, 10), std::invalid_argument);
@@ -436,25 +434,26 @@ TEST(Constraints, InfeasibleBudgetStatesTheMinimum) {
 
 TEST(Constraints, PenaltyAndMultiplierRule) {
   Budgets b;
-  b.weight_bytes = 100;
-  b.act_bytes = 50;
+  b.set(CostKind::WeightBytes, 100);
+  b.set(CostKind::ActBytes, 50);
   ExpectedCost e;
   e.weight_bytes = torch::tensor(120.0, torch::kFloat64);
   e.act_bytes = torch::tensor({40.0, 60.0}, torch::kFloat64);
   e.bops = torch::tensor(0.0, torch::kFloat64);
-  Lambdas l;
-  EXPECT_NEAR(cost_penalty(e, b, l).item<double>(), 0.04 + 0.04, 1e-12);
+  const Budgets b0 = b;  // every multiplier at 1
+  auto lambda = [](const Budgets& x, CostKind k) { return x.find(k)->multiplier; };
+  EXPECT_NEAR(cost_penalty(e, b).item<double>(), 0.04 + 0.04, 1e-12);
   PenaltyOptions o;
-  adapt_lambdas(l, e.values(), b, o);
-  EXPECT_GT(l.weight, 1.0);  // 20 % over: grows
-  EXPECT_GT(l.act, 1.0);
-  Lambdas l2;
-  adapt_lambdas(l2, Cost{100.5, 10, 0}, b, o);
-  EXPECT_LT(l2.weight, 1.0);  // inside the tolerance band: decays
-  EXPECT_LT(l2.act, 1.0);
-  Lambdas l3;
-  adapt_lambdas(l3, Cost{60, 10, 0}, b, o);
-  EXPECT_GT(l3.weight, 1.0);  // far below the budget: pulled up as well (the budget is a target)
+  adapt_multipliers(b, e.values(), o);
+  EXPECT_GT(lambda(b, CostKind::WeightBytes), 1.0);  // 20 % over: grows
+  EXPECT_GT(lambda(b, CostKind::ActBytes), 1.0);
+  Budgets l2 = b0;
+  adapt_multipliers(l2, Cost{100.5, 10, 0}, o);
+  EXPECT_LT(lambda(l2, CostKind::WeightBytes), 1.0);  // inside the tolerance band: decays
+  EXPECT_LT(lambda(l2, CostKind::ActBytes), 1.0);
+  Budgets l3 = b0;
+  adapt_multipliers(l3, Cost{60, 10, 0}, o);
+  EXPECT_GT(lambda(l3, CostKind::WeightBytes), 1.0);  // far below the budget: pulled up as well (the budget is a target)
 }
 
 // ================================================================= the search
@@ -469,7 +468,7 @@ TEST(Search, TightBudgetIsMetAndDrivesExpectedSizeToIt) {
   }
   SearchOptions o = tiny_options("tight");
   const double budget = lo.weight_bytes + 0.3 * (mean - lo.weight_bytes);  // well below E[size] at the start
-  o.budget_kib = budget / 1024.0;
+  o.budgets = {{"--budget-kib", budget / 1024.0}};
   o.epochs = 6;
   o.log = tmp_dir() + "/tight.csv";
   SearchResult r = run_search(o);
@@ -496,17 +495,17 @@ TEST(Search, TightBudgetIsMetAndDrivesExpectedSizeToIt) {
 
 TEST(Search, SameSeedSamePolicyAndResumeEqualsUninterrupted) {
   SearchOptions a = tiny_options("det_a");
-  a.avg_bits = 2.5;
+  a.budgets = {{"--avg-bits", 2.5}};
   SearchResult ra = run_search(a);
   SearchOptions b = tiny_options("det_b");
-  b.avg_bits = 2.5;
+  b.budgets = {{"--avg-bits", 2.5}};
   SearchResult rb = run_search(b);
   EXPECT_EQ(layers_of(ra.policy), layers_of(rb.policy));
   EXPECT_EQ(ra.policy.search["probabilities"], rb.policy.search["probabilities"]);
 
   // interrupted after epoch 2 (a simulated kill right after the state was saved), then --resume
   SearchOptions c = tiny_options("det_c");
-  c.avg_bits = 2.5;
+  c.budgets = {{"--avg-bits", 2.5}};
   c.stop_after_epoch = 2;
   SearchResult rc1 = run_search(c);
   EXPECT_TRUE(rc1.stopped);
@@ -530,23 +529,23 @@ TEST(Search, SameSeedSamePolicyAndResumeEqualsUninterrupted) {
   for (double f : {0.0, 0.05, 0.2, 0.6, 1.2}) {
     RederiveOptions ro;
     ro.state = a.state;
-    ro.budget_kib = (lo.weight_bytes + f * (hi.weight_bytes - lo.weight_bytes)) / 1024.0;
+    ro.budgets = {{"--budget-kib", (lo.weight_bytes + f * (hi.weight_bytes - lo.weight_bytes)) / 1024.0}};
     ro.out = tmp_dir() + "/rederived.json";
     auto t0 = std::chrono::steady_clock::now();
     SearchResult rr = rederive_from_state(ro);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_LT(secs, 5.0);
-    EXPECT_LE(static_cast<double>(rr.policy.totals.weight_bytes), *ro.budget_kib * 1024.0) << f;
+    EXPECT_LE(static_cast<double>(rr.policy.totals.weight_bytes), ro.budgets.at("--budget-kib") * 1024.0) << f;
     EXPECT_EQ(load_policy(ro.out).search["rederived_from_state"], a.state);
   }
   RederiveOptions same;
   same.state = a.state;
-  same.avg_bits = 2.5;
+  same.budgets = {{"--avg-bits", 2.5}};
   same.out = tmp_dir() + "/rederived_same.json";
   EXPECT_EQ(layers_of(rederive_from_state(same).policy), layers_of(ra.policy));
   RederiveOptions tiny;
   tiny.state = a.state;
-  tiny.avg_bits = 0.1;
+  tiny.budgets = {{"--avg-bits", 0.1}};
   tiny.out = tmp_dir() + "/never.json";
   EXPECT_THROW(rederive_from_state(tiny), InfeasibleBudget);
   EXPECT_FALSE(fs::exists(tiny.out));
@@ -554,7 +553,7 @@ TEST(Search, SameSeedSamePolicyAndResumeEqualsUninterrupted) {
 
 TEST(Search, InfeasibleBudgetFailsBeforeTraining) {
   SearchOptions o = tiny_options("infeasible");
-  o.avg_bits = 0.5;  // below binary everywhere (1 bit + scales)
+  o.budgets = {{"--avg-bits", 0.5}};  // below binary everywhere (1 bit + scales)
   auto t0 = std::chrono::steady_clock::now();
   std::string e = error_of([&] { run_search(o); });
   EXPECT_TRUE(contains(e, "minimum feasible budget")) << e;
@@ -567,13 +566,15 @@ TEST(Search, SoftSamplingAndSharedGranularityRun) {
   SearchOptions o = tiny_options("soft");
   o.epochs = 1;
   o.warmup = 0;
-  o.avg_bits = 3;
-  o.strategy = {{"sampling", "soft"}};
+  o.budgets = {{"--avg-bits", 3}};
+  auto soft = std::make_shared<QssOptions>();
+  soft->sampling = SamplingMode::Soft;
+  o.strategy = soft;
   o.space_path = write_file("shared_acts.json", R"({"granularity": "shared",
       "weight": ["twn", "fixed:{2,4}"], "act": ["fixed:{4,8}"],
       "overrides": [{"layers": ["first", "last"], "weight": ["fixed:8"], "act": ["fixed:8"]}]})");
-  o.act_budget_kib = 0.8;  // 819 bytes: the 1176-element input of conv2 must take 4-bit activations
-  o.bops = 10e6;  // binding: the shared layers need weight bits x act bits <= 8 (min 9.94e6)
+  o.budgets["--act-budget-kib"] = 0.8;  // 819 bytes: the 1176-element input of conv2 must take 4-bit activations
+  o.budgets["--bops"] = 10e6;  // binding: the shared layers need weight bits x act bits <= 8 (min 9.94e6)
   SearchResult r = run_search(o);
   EXPECT_LE(static_cast<double>(r.policy.totals.weight_bytes), 3.0 * r.policy.totals.params / 8.0);
   EXPECT_LE(static_cast<double>(r.policy.totals.act_bytes), 0.8 * 1024);

@@ -31,7 +31,7 @@ void QuantLayer::record(const torch::Tensor& in, const torch::Tensor& out) {
 }
 
 // ------------------------------------------------------------------ QuantConv2d
-QuantConv2dImpl::QuantConv2dImpl(const QuantConv2dOptions& o) : options(o) {
+QuantConv2dImpl::QuantConv2dImpl(const QuantConv2dOptions& o) : QuantLayerModule(o) {
   TORCH_CHECK(o.in_channels() > 0 && o.out_channels() > 0 && o.kernel_size() > 0 && o.groups() > 0,
               "QuantConv2d: channels, kernel size and groups must be positive");
   TORCH_CHECK(o.in_channels() % o.groups() == 0 && o.out_channels() % o.groups() == 0,
@@ -72,7 +72,7 @@ void QuantConv2dImpl::pretty_print(std::ostream& s) const {
 }
 
 // ------------------------------------------------------------------ QuantLinear
-QuantLinearImpl::QuantLinearImpl(const QuantLinearOptions& o) : options(o) {
+QuantLinearImpl::QuantLinearImpl(const QuantLinearOptions& o) : QuantLayerModule(o) {
   TORCH_CHECK(o.in_features() > 0 && o.out_features() > 0, "QuantLinear: features must be positive");
   weight = register_parameter("weight", torch::empty({o.out_features(), o.in_features()}));
   if (o.bias()) bias = register_parameter("bias", torch::empty({o.out_features()}));

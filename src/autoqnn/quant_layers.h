@@ -43,6 +43,21 @@ class QuantLayer {
   FakeQuantPtr wq_, aq_;
 };
 
+// The module part both layers share: the options, the parameters, the slots' access to them.
+template <class Options>
+class QuantLayerModule : public torch::nn::Module, public QuantLayer {
+ public:
+  torch::Tensor& weight_param() override { return weight; }
+  torch::Tensor weight_param() const override { return weight; }
+
+  Options options;
+  torch::Tensor weight, bias;
+
+ protected:
+  explicit QuantLayerModule(const Options& o) : options(o) {}
+  torch::nn::Module& as_module() override { return *this; }
+};
+
 struct QuantConv2dOptions {
   QuantConv2dOptions(int64_t in_channels, int64_t out_channels, int64_t kernel_size)
       : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
@@ -55,21 +70,13 @@ struct QuantConv2dOptions {
   TORCH_ARG(bool, bias) = true;
 };
 
-class QuantConv2dImpl : public torch::nn::Module, public QuantLayer {
+class QuantConv2dImpl : public QuantLayerModule<QuantConv2dOptions> {
  public:
   explicit QuantConv2dImpl(const QuantConv2dOptions& options);
   torch::Tensor forward(const torch::Tensor& x);
   void reset_parameters();  // the same init as torch::nn::Conv2d (kaiming_uniform a=sqrt(5))
-  torch::Tensor& weight_param() override { return weight; }
-  torch::Tensor weight_param() const override { return weight; }
   const char* kind() const override { return "conv2d"; }
   void pretty_print(std::ostream& stream) const override;
-
-  QuantConv2dOptions options;
-  torch::Tensor weight, bias;
-
- protected:
-  torch::nn::Module& as_module() override { return *this; }
 };
 TORCH_MODULE(QuantConv2d);
 
@@ -81,21 +88,13 @@ struct QuantLinearOptions {
   TORCH_ARG(bool, bias) = true;
 };
 
-class QuantLinearImpl : public torch::nn::Module, public QuantLayer {
+class QuantLinearImpl : public QuantLayerModule<QuantLinearOptions> {
  public:
   explicit QuantLinearImpl(const QuantLinearOptions& options);
   torch::Tensor forward(const torch::Tensor& x);
   void reset_parameters();  // the same init as torch::nn::Linear
-  torch::Tensor& weight_param() override { return weight; }
-  torch::Tensor weight_param() const override { return weight; }
   const char* kind() const override { return "linear"; }
   void pretty_print(std::ostream& stream) const override;
-
-  QuantLinearOptions options;
-  torch::Tensor weight, bias;
-
- protected:
-  torch::nn::Module& as_module() override { return *this; }
 };
 TORCH_MODULE(QuantLinear);
 

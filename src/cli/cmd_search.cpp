@@ -1,14 +1,13 @@
 // autoqnn search: differentiable quantization-scheme search (QSS) under size budgets -> policy JSON.
+#include <algorithm>
 #include <iostream>
+#include <map>
 
 #include "autoqnn/adabits.h"
-#include "autoqnn/sensitivity.h"
 #include "autoqnn/runtime.h"
 #include "cli.h"
-#include "search/qpl.h"
-#include "search/qss.h"
 #include "search/search_driver.h"
-#include "search/sensitivity_prior.h"
+#include "search/search_method.h"
 
 namespace autoqnn::cli {
 namespace {
@@ -22,30 +21,73 @@ std::string join_command(const std::vector<std::string>& args) {
   return s;
 }
 
+// The method flags of every method (search_method.h), registered as strings: each method parses its own.
+void add_method_flags(po::options_description& desc, std::map<std::string, std::string>& values) {
+  for (const auto& f : search::all_method_flags()) {
+    if (f.is_switch) {
+      desc.add_options()(f.name.c_str(), po::bool_switch(), f.help.c_str());
+      continue;
+    }
+    auto* v = po::value(&values[f.name]);
+    if (!f.default_value.empty()) v->default_value(f.default_value);
+    desc.add_options()(f.name.c_str(), v, f.help.c_str());
+  }
+}
+
+// The method flags of this command line, checked against the method's own list.
+search::FlagValues method_flags(const search::SearchMethod& m, const po::variables_map& vm) {
+  search::FlagValues f;
+  for (const auto& flag : search::all_method_flags()) {
+    const bool declared = std::any_of(m.flags.begin(), m.flags.end(), [&](const auto& x) { return x.name == flag.name; });
+    const bool given = vm.count(flag.name) && !vm[flag.name].defaulted() &&
+                       (!flag.is_switch || vm[flag.name].as<bool>());
+    if (given && !declared) {
+      std::string owners;
+      for (const auto& o : search::search_method_table())
+        for (const auto& x : o.flags)
+          if (x.name == flag.name) owners += (owners.empty() ? "" : ", ") + o.name;
+      throw UsageError("--" + flag.name + " does not apply to --method " + m.name + " (it is an option of " + owners +
+                       ")");
+    }
+    if (!declared) continue;
+    if (given) f.given.insert(flag.name);
+    f.values[flag.name] = flag.is_switch ? (given ? "1" : "0") : (vm.count(flag.name) ? vm[flag.name].as<std::string>() : "");
+  }
+  return f;
+}
+
+// Budget flags from the cost-kind table (autoqnn/cost_model.h): a new budget kind needs no change here.
+void add_budget_flags(po::options_description& desc, std::map<std::string, double>& values) {
+  for (const auto& k : cost_kinds()) {
+    desc.add_options()(k.flag + 2, po::value(&values[k.flag]), k.help);
+    if (k.per_weight_flag)
+      desc.add_options()(k.per_weight_flag + 2, po::value(&values[k.per_weight_flag]),
+                         "weight budget as an average bitwidth: B x #weights / 8 bytes");
+  }
+}
+
+std::map<std::string, double> given_budgets(const std::map<std::string, double>& values, const po::variables_map& vm) {
+  std::map<std::string, double> out;
+  for (const auto& [flag, v] : values)
+    if (vm.count(flag.substr(2))) out[flag] = v;
+  return out;
+}
+
 int cmd_search(const std::vector<std::string>& args) {
   CommonOptions common;
   search::SearchOptions so;
-  std::string checkpoint, sampling = "hard", tau_schedule = "exp", from_state, sens_csv;
-  double sens_scale = 20.0;
-  double budget_kib = 0, avg_bits = 0, tau_start = 5.0, tau_end = 0.1;
-  bool all_act_paths = false, no_gumbel = false;
-  // QPL (--method qpl | qss+qpl)
-  std::string qpl_scheme, qpl_act = "fp32", qpl_policy;
-  search::QplOptions qpl;
-  double bit_lr = 0.05;
+  std::string checkpoint, from_state, methods;
+  std::map<std::string, std::string> method_values;
+  std::map<std::string, double> budget_values;
+  for (const auto& m : search::search_method_table()) methods += (methods.empty() ? "" : " | ") + m.name + " (" + m.summary + ")";
 
   po::options_description desc("search options");
   add_common_options(desc, common);
   desc.add_options()
-      ("checkpoint", po::value(&checkpoint), "FP32 checkpoint to start from, or an AdaBits one (warm start; required unless --from-state)")
-      ("budget-kib", po::value(&budget_kib), "weight budget in KiB (codes + scales/tables)")
-      ("avg-bits", po::value(&avg_bits), "weight budget as an average bitwidth: B x #weights / 8 bytes")
-      ("act-budget-kib", po::value(&so.act_budget_kib)->default_value(0),
-       "activation footprint budget in KiB: the largest quantized input tensor per image (0 = none)")
-      ("bops", po::value(&so.bops)->default_value(0), "BOPs budget per image: sum of MACs x wbits x abits (0 = none)")
-      ("method", po::value(&so.method)->default_value("qss"),
-       "search method: qss (schemes x bits) | qpl (learned bits of given schemes) | qss+qpl (QSS picks the "
-       "schemes, then QPL learns their bits)")
+      ("checkpoint", po::value(&checkpoint), "FP32 checkpoint to start from, or an AdaBits one (warm start; required unless --from-state)");
+  add_budget_flags(desc, budget_values);
+  desc.add_options()
+      ("method", po::value(&so.method)->default_value("qss"), ("search method: " + methods).c_str())
       ("space", po::value(&so.space_path)->default_value(so.space_path), "search space JSON")
       ("epochs", po::value(&so.epochs)->default_value(so.epochs), "search epochs (architecture updated)")
       ("warmup", po::value(&so.warmup)->default_value(so.warmup), "weight-only epochs before the search epochs")
@@ -61,13 +103,6 @@ int cmd_search(const std::vector<std::string>& args) {
       ("arch-lr", po::value(&so.arch.lr)->default_value(so.arch.lr), "architecture learning rate (Adam)")
       ("arch-weight-decay", po::value(&so.arch.weight_decay)->default_value(so.arch.weight_decay),
        "architecture weight decay (towards uniform)")
-      ("sampling", po::value(&sampling)->default_value(sampling), "hard (straight-through Gumbel, the sampled candidate per step) | soft (every candidate mixed)")
-      ("tau-start", po::value(&tau_start)->default_value(tau_start), "Gumbel-softmax temperature at the start")
-      ("tau-end", po::value(&tau_end)->default_value(tau_end), "temperature at the end of the search")
-      ("tau-schedule", po::value(&tau_schedule)->default_value(tau_schedule), "exp | linear | constant")
-      ("all-act-paths", po::bool_switch(&all_act_paths),
-       "hard sampling: evaluate every act candidate in architecture steps (exact gradient, slower)")
-      ("no-gumbel", po::bool_switch(&no_gumbel), "no Gumbel noise: mixing weights softmax(theta / tau)")
       ("lambda-init", po::value(&so.penalty.lambda_init)->default_value(so.penalty.lambda_init),
        "initial penalty multiplier")
       ("lambda-rate", po::value(&so.penalty.eta)->default_value(so.penalty.eta),
@@ -79,38 +114,26 @@ int cmd_search(const std::vector<std::string>& args) {
       ("steps-per-epoch", po::value(&so.max_steps_per_epoch)->default_value(0),
        "cap on the steps of an epoch (0 = a full pass over the train split)")
       ("val-limit", po::value(&so.val_eval_limit)->default_value(0),
-       "val images used for the per-epoch accuracy (0 = all)")
-      ("init-from-sensitivity", po::value(&sens_csv),
-       "qss / qss+qpl: initial architecture logits from an `autoqnn analyze` table (-K x accuracy drop)")
-      ("sensitivity-scale", po::value(&sens_scale)->default_value(sens_scale),
-       "K of --init-from-sensitivity: logit = -K x drop (drop as a fraction; 20: a 5-point drop -> -1)")
-      ("qpl-scheme", po::value(&qpl_scheme),
-       "qpl: weight scheme of every layer, its bits = the initial bitwidth (e.g. vecq:4)")
-      ("qpl-act", po::value(&qpl_act)->default_value(qpl_act),
-       "qpl: activation scheme of every layer (fp32 = not quantized; otherwise its bits are learned too)")
-      ("qpl-policy", po::value(&qpl_policy), "qpl: take every layer's weight / act scheme (and initial bits) from this policy")
-      ("bit-lr", po::value(&bit_lr)->default_value(bit_lr), "qpl: learning rate of the bitwidth parameters (Adam)")
-      ("bits-min", po::value(&qpl.bits_min)->default_value(qpl.bits_min), "qpl: smallest weight bitwidth")
-      ("bits-max", po::value(&qpl.bits_max)->default_value(qpl.bits_max), "qpl: largest weight bitwidth")
-      ("act-bits-min", po::value(&qpl.act_bits_min)->default_value(qpl.act_bits_min), "qpl: smallest act bitwidth")
-      ("act-bits-max", po::value(&qpl.act_bits_max)->default_value(qpl.act_bits_max), "qpl: largest act bitwidth")
-      ("init-bits", po::value(&qpl.init_bits)->default_value(0),
-       "qpl: initial weight bitwidth of every learned layer (0 = each scheme's own bits)");
+       "val images used for the per-epoch accuracy (0 = all)");
+  po::options_description method_desc("method options (each applies to the methods that declare it)");
+  add_method_flags(method_desc, method_values);
+  desc.add(method_desc);
   po::variables_map vm;
   const std::string synopsis =
       "--model NAME --checkpoint FP.pt (--budget-kib X | --avg-bits B) --out policy.json [options]\n"
       "       autoqnn search --from-state STATE (--budget-kib X | --avg-bits B) --out policy.json";
   if (!parse("search", synopsis, desc, args, vm)) return 0;
 
-  std::optional<double> kib, bits;
-  if (vm.count("budget-kib")) kib = budget_kib;
-  if (vm.count("avg-bits")) bits = avg_bits;
   // A shipped space named relative to the source tree (the default) also works from another directory.
   if (!file_exists(so.space_path) && !so.space_path.empty() && so.space_path[0] != '/' &&
       file_exists(std::string(AUTOQNN_SOURCE_DIR) + "/" + so.space_path))
     so.space_path = std::string(AUTOQNN_SOURCE_DIR) + "/" + so.space_path;
-  if (kib && bits) throw UsageError("give either --budget-kib or --avg-bits, not both");
-  if (!kib && !bits) throw UsageError("a weight budget is required: --budget-kib X or --avg-bits B");
+  so.budgets = given_budgets(budget_values, vm);
+  try {
+    search::make_budgets(so.budgets, 1);  // flag errors before any work (the model's size is not known yet)
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   if (so.out.empty()) throw UsageError("--out is required (the policy JSON to write)");
   const std::string command = join_command(args);
 
@@ -119,10 +142,7 @@ int cmd_search(const std::vector<std::string>& args) {
     init_threads(common.threads);
     search::RederiveOptions ro;
     ro.state = from_state;
-    ro.budget_kib = kib;
-    ro.avg_bits = bits;
-    ro.act_budget_kib = so.act_budget_kib;
-    ro.bops = so.bops;
+    ro.budgets = so.budgets;
     ro.out = so.out;
     ro.command_line = command;
     search::rederive_from_state(ro);
@@ -136,6 +156,12 @@ int cmd_search(const std::vector<std::string>& args) {
   if (so.calib_batches < 0) throw UsageError("--calib-batches must be >= 0");
   if (so.max_steps_per_epoch < 0) throw UsageError("--steps-per-epoch must be >= 0");
 
+  try {
+    const search::SearchMethod& method = search::search_method(so.method);
+    so.strategy = method.options_from_flags(method_flags(method, vm));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
   so.device = setup_runtime(common);
   so.model = common.model;
   so.checkpoint = checkpoint;
@@ -149,71 +175,7 @@ int cmd_search(const std::vector<std::string>& args) {
   so.batch_size = common.batch_size;
   so.seed = common.seed;
   so.command_line = command;
-  so.budget_kib = kib;
-  so.avg_bits = bits;
-  try {
-    search::QssOptions q;
-    q.sampling = search::parse_sampling(sampling);
-    q.tau.start = tau_start;
-    q.tau.end = tau_end;
-    q.tau.kind = tau_schedule;
-    q.tau.validate();
-    q.all_act_paths = all_act_paths;
-    q.gumbel = !no_gumbel;
-    if (!sens_csv.empty()) {
-      if (so.method == "qpl")
-        throw std::invalid_argument("--init-from-sensitivity initialises QSS's logits: use --method qss or qss+qpl");
-      q.theta_init = search::theta_prior_from_sensitivity(
-          ptq::parse_sensitivity_csv(read_text_file(sens_csv), sens_csv), sens_scale, sens_csv);
-      log_info("search: architecture prior from " + sens_csv + " (" + std::to_string(q.theta_init.size()) +
-               " layers, scale " + std::to_string(sens_scale) + ")");
-    } else if (!vm["sensitivity-scale"].defaulted()) {
-      throw std::invalid_argument("--sensitivity-scale needs --init-from-sensitivity");
-    }
-    so.strategy = q.to_json();
-    if (so.method == "qss" && (!qpl_scheme.empty() || !qpl_policy.empty()))
-      throw std::invalid_argument("--qpl-scheme / --qpl-policy need --method qpl");
-    if (so.method == "qpl" || so.method == "qss+qpl") {
-      if (!(bit_lr > 0)) throw std::invalid_argument("--bit-lr must be positive");
-      const bool given = !qpl_scheme.empty() || !qpl_policy.empty();
-      if (so.method == "qss+qpl" && given)
-        throw std::invalid_argument("--method qss+qpl takes the schemes from its QSS stage; drop --qpl-scheme / --qpl-policy");
-      if (so.method == "qpl" && !given)
-        throw std::invalid_argument("--method qpl needs the schemes: --qpl-scheme SPEC (every layer) or --qpl-policy P.json");
-      if (!qpl_scheme.empty() && !qpl_policy.empty())
-        throw std::invalid_argument("give either --qpl-scheme or --qpl-policy, not both");
-      if (so.method == "qss+qpl" && !vm["qpl-act"].defaulted())
-        throw std::invalid_argument("--method qss+qpl takes the act schemes from its QSS stage; drop --qpl-act");
-      qpl.weight = qpl_scheme;
-      qpl.act = qpl_act;
-      if (!qpl_policy.empty()) {
-        qpl.layers = search::qpl_layers_from_policy(load_policy(qpl_policy));
-        qpl.source = "policy " + qpl_policy;
-      } else if (!qpl_scheme.empty()) {
-        qpl.source = "--qpl-scheme " + qpl_scheme + " --qpl-act " + qpl_act;
-      }
-      qpl.validate();
-    }
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
-  if (so.method == "qss+qpl") {
-    nlohmann::json qj = qpl.to_json();
-    qj.erase("weight");
-    qj.erase("layers");
-    qj.erase("act");
-    qj.erase("source");
-    so.strategy = {{"qss", so.strategy}, {"qpl", qj}};
-    search::ArchAdamOptions bits = so.arch;
-    bits.lr = bit_lr;
-    search::run_qss_qpl(so, bits);
-    return 0;
-  }
-  if (so.method == "qpl") {
-    so.strategy = qpl.to_json();
-    so.arch.lr = bit_lr;  // the architecture optimiser of QPL is the bit optimiser
-  }
-  search::run_search(so);
+  search::run_method(so);
   return 0;
 }
 
