@@ -59,26 +59,28 @@ const std::string& FlagValues::text(const std::string& name) const {
   return it->second;
 }
 
-double FlagValues::number(const std::string& name) const {
-  const std::string& t = text(name);
+namespace {
+// The whole text as a number of type T (std::stod / std::stoi), or an error naming the flag.
+template <class T, class Parse>
+T parse_flag(const std::string& name, const std::string& t, Parse parse, const char* what) {
   try {
     size_t used = 0;
-    double v = std::stod(t, &used);
+    T v = parse(t, &used);
     if (used == t.size()) return v;
   } catch (const std::exception&) {
   }
-  throw std::invalid_argument("--" + name + ": '" + t + "' is not a number");
+  throw std::invalid_argument("--" + name + ": '" + t + "' is not " + what);
+}
+}  // namespace
+
+double FlagValues::number(const std::string& name) const {
+  return parse_flag<double>(name, text(name), [](const std::string& t, size_t* n) { return std::stod(t, n); },
+                            "a number");
 }
 
 int FlagValues::integer(const std::string& name) const {
-  const std::string& t = text(name);
-  try {
-    size_t used = 0;
-    int v = std::stoi(t, &used);
-    if (used == t.size()) return v;
-  } catch (const std::exception&) {
-  }
-  throw std::invalid_argument("--" + name + ": '" + t + "' is not an integer");
+  return parse_flag<int>(name, text(name), [](const std::string& t, size_t* n) { return std::stoi(t, n); },
+                         "an integer");
 }
 
 }  // namespace autoqnn::search
