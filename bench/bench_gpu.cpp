@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
     };
     double ms[2];
     for (int k = 0; k < 2; ++k) {
-      quant::cudak::set_enabled(k == 0);
+      q->set_fused(k == 0);  // this quantizer's fused kernels on, then off (the composite ATen path)
       try {
         ms[k] = median_ms(step, reps);
       } catch (const std::exception& e) {
@@ -88,7 +88,6 @@ int main(int argc, char** argv) {
         ms[k] = -1;
       }
     }
-    quant::cudak::set_enabled(true);
     auto pct = [&](double m) { return m > 0 ? elems * 16 / (m * 1e-3) / 1e9 / copy_gbs * 100 : 0.0; };
     std::printf("%-22s %10.3f %10.3f %8.1f%% %8.1f%% %7.2fx\n", (spec + (act ? " (act)" : "")).c_str(), ms[0], ms[1],
                 pct(ms[0]), pct(ms[1]), ms[0] > 0 ? ms[1] / ms[0] : 0.0);

@@ -16,11 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include "quantizers/fq_common.h"
 #include "quantizers/registry.h"
 
 using namespace autoqnn::quant;
-namespace qd = autoqnn::quant::fq;
 
 namespace {
 
@@ -58,7 +56,7 @@ void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector
     }
     return;
   }
-  qd::set_fused_kernels(fused);
+  q->set_fused(fused);  // this quantizer only
   torch::manual_seed(0);
   auto x0 = role == Role::Activation ? torch::randn(shape).clamp_min(0) : torch::randn(shape) * 0.05;
   auto x = x0.requires_grad_(true);
@@ -68,7 +66,6 @@ void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector
     q->calibrate(x.detach());
     q->forward(x).backward(g);  // warm-up (running statistics initialised)
   } catch (const std::exception& e) {
-    qd::set_fused_kernels(true);
     state.SkipWithError(reason(e).c_str());
     for (auto _ : state) {
     }
@@ -97,7 +94,6 @@ void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector
     fb_sum += t1 - t0;
     fb_min = std::min(fb_min, t1 - t0);
   }
-  qd::set_fused_kernels(true);
   state.counters["x_clone"] = fb_min / cl_min;
   state.counters["x_clone_mean"] = fb_sum / std::max(cl_sum, 1e-12);
   state.counters["clone_us"] = cl_min * 1e6;

@@ -9,7 +9,6 @@
 #include <stdexcept>
 
 #include "quantizers/pow2.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
 namespace pow2 {
@@ -27,33 +26,39 @@ std::vector<double> afp_magnitudes(int E, int M) {
 }  // namespace pow2
 
 namespace {
+// The spec's e (exponent bits, default 2).
+int afp_e(const QuantSpec& spec) { return spec.get_int("e", 2); }
+// Mantissa bits bits - 1 - E; throws std::invalid_argument naming the quantizer unless E >= 1 and M >= 0.
+int afp_mantissa(const QuantSpec& spec, int E, int bits) {
+  const int M = bits - 1 - E;
+  if (E < 1 || M < 0)
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': afp e=" + std::to_string(E) +
+                                " is invalid at " + std::to_string(bits) +
+                                " bits: e (exponent bits) must be in [1, bits-1] (mantissa = bits - 1 - e >= 0)");
+  return M;
+}
+}  // namespace
+
+void validate_afp(const QuantSpec& spec, Role) { afp_mantissa(spec, afp_e(spec), spec.bits); }
+
+// b-bit codes + the magnitude table (2^b - 1 signed levels) + the power-of-two scale per channel.
+StorageCost storage_afp(const QuantSpec& spec, at::IntArrayRef shape, Role) {
+  return storage_of(spec, shape, 1, (int64_t(1) << spec.bits) - 1);
+}
+
+namespace {
 
 class AfpQuantizer final : public pow2::Pow2Quantizer {
  public:
-  AfpQuantizer(QuantSpec spec, Role role) : Pow2Quantizer(std::move(spec), role) {
-    E_ = spec_.get_int("e", 2);
-    mantissa(spec_.bits);  // validates
-  }
+  AfpQuantizer(QuantSpec spec, Role role) : Pow2Quantizer(std::move(spec), role), E_(afp_e(spec_)) {}
 
   torch::Tensor quantize(const torch::Tensor& x, int bits) override { return fake_quant(x, plan(x, bits)); }
   Encoded encode(const torch::Tensor& x) override { return encode_plan(x, plan(x, bits()), bits()); }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = ((int64_t(1) << bits()) - 1) + num_channels(shape);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_afp(spec_, shape, role_); }
 
  private:
-  int mantissa(int bits) const {
-    const int M = bits - 1 - E_;
-    if (E_ < 1 || M < 0)
-      throw std::invalid_argument(prefix() + "afp e=" + std::to_string(E_) + " is invalid at " + std::to_string(bits) +
-                                  " bits: e (exponent bits) must be in [1, bits-1] (mantissa = bits - 1 - e >= 0)");
-    return M;
-  }
+  int mantissa(int bits) const { return afp_mantissa(spec_, E_, bits); }
 
   pow2::Plan plan(const torch::Tensor& x, int bits) {
     const int M = mantissa(bits);

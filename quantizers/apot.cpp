@@ -16,7 +16,6 @@
 #include <stdexcept>
 
 #include "quantizers/pow2.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
 namespace pow2 {
@@ -45,19 +44,39 @@ std::vector<double> apot_levels(int B) {
 }  // namespace pow2
 
 namespace {
+bool apot_normalized(const QuantSpec& spec) { return pow2::parse_bool_param(spec, "normalized"); }
+double apot_alpha(const QuantSpec& spec, Role role) {
+  return spec.get_double("alpha", role == Role::Weight ? 3.0 : 8.0);
+}
+}  // namespace
+
+void validate_apot(const QuantSpec& spec, Role role) {
+  const std::string prefix = "quantizer '" + spec.to_string() + "': ";
+  const bool normalized = apot_normalized(spec);
+  if (role == Role::Activation && common_options(spec).axis >= 0)
+    throw std::invalid_argument(prefix + "apot activations have one learned alpha; per_channel is for weights");
+  if (role == Role::Activation && normalized)
+    throw std::invalid_argument(prefix + "'normalized' applies to apot weights only");
+  const double a0 = apot_alpha(spec, role);
+  if (!(a0 > 0) || !std::isfinite(a0)) throw std::invalid_argument(prefix + "alpha must be > 0");
+}
+
+// b-bit codes + the level table; weights: + std and mean per channel (the normalisation; one alpha with
+// :normalized), activations: + alpha.
+StorageCost storage_apot(const QuantSpec& spec, at::IntArrayRef shape, Role role) {
+  const int64_t L = int64_t(1) << spec.bits;
+  if (role != Role::Weight) return storage_of(spec, shape, 0, L + 1);
+  const int64_t C = channels_along(common_options(spec).axis, shape, spec);
+  return storage_of(spec, shape, 0, (L - 1) + (apot_normalized(spec) ? 1 : 2 * C));
+}
+
+namespace {
 
 class ApotQuantizer final : public pow2::Pow2Quantizer {
  public:
-  ApotQuantizer(QuantSpec spec, Role role) : Pow2Quantizer(std::move(spec), role) {
-    normalized_ = pow2::parse_bool_param(spec_, "normalized");
-    if (role_ == Role::Activation && axis_ >= 0)
-      throw std::invalid_argument(prefix() + "apot activations have one learned alpha; per_channel is for weights");
-    if (role_ == Role::Activation && normalized_)
-      throw std::invalid_argument(prefix() + "'normalized' applies to apot weights only");
-    const double a0 = spec_.get_double("alpha", role_ == Role::Weight ? 3.0 : 8.0);
-    if (!(a0 > 0) || !std::isfinite(a0)) throw std::invalid_argument(prefix() + "alpha must be > 0");
-    check_bits(spec_.bits);
-    alpha_ = register_parameter("alpha", torch::full({}, a0, torch::kFloat32));
+  ApotQuantizer(QuantSpec spec, Role role)
+      : Pow2Quantizer(std::move(spec), role), normalized_(apot_normalized(spec_)) {
+    alpha_ = register_parameter("alpha", torch::full({}, apot_alpha(spec_, role_), torch::kFloat32));
   }
 
   torch::Tensor quantize(const torch::Tensor& x, int bits) override { return fake_quant(x, plan(x, bits)); }
@@ -66,15 +85,7 @@ class ApotQuantizer final : public pow2::Pow2Quantizer {
     return encode_plan(x, plan(x, bits()), bits());
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    const int64_t C = num_channels(shape);
-    if (role_ == Role::Weight) c.aux_floats = ((int64_t(1) << bits()) - 1) + (normalized_ ? 1 : 2 * C);
-    else c.aux_floats = (int64_t(1) << bits()) + 1;
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_apot(spec_, shape, role_); }
 
   // Sets alpha to the value minimising the quantization MSE of x (normalised for weights) over 128 values
   // in (0, 2 max] (the sparse top of L_B often fits best above the data); at most 2^15 elements are used

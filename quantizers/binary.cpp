@@ -2,9 +2,12 @@
 // Encoded on the half-integer grid qn in {-0.5, +0.5} (1-bit codes, grid_base -0.5) with scale 2 alpha, so
 // qn * scale = +-alpha exactly and no table is stored.
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// 1-bit codes + one scale per channel.
+StorageCost storage_binary(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 1); }
+
 namespace {
 
 class BinaryQuantizer final : public SchemeQuantizer {
@@ -19,9 +22,7 @@ class BinaryQuantizer final : public SchemeQuantizer {
  public:
   BinaryQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {}
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     Plan p = plan(x);
     return fake_quant(x, p, qf(), qc());
   }
@@ -33,13 +34,7 @@ class BinaryQuantizer final : public SchemeQuantizer {
     return encode_grid(qn_of(x, qf(), qc()), p, 1, -0.5);
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = 1;
-    c.aux_floats = num_channels(shape);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_binary(spec_, shape, role_); }
 
  private:
   Plan plan(const torch::Tensor& x) {

@@ -31,7 +31,7 @@ namespace {
 QuantizerPtr make_at(const QuantSpec& spec, int bits, Role role) {
   QuantSpec s = spec;
   s.bits = bits;
-  auto q = make_quantizer(validate_spec(s, role), role);
+  auto q = make_quantizer(s, role);  // validates once, then constructs
   if (!q) throw std::invalid_argument("per-channel bits need a quantizing scheme, not '" + spec.to_string() + "'");
   return q;
 }

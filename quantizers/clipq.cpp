@@ -4,9 +4,12 @@
 // whatever grad= says (grad=ste is taken as pwl_c; grad=pwl keeps its r with the clip), as in the reference.
 // a = 0 (constant input) gives an all-zero output (the coding step falls back to 1). Weights only.
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// b-bit codes + the output scale per channel (HalfGridQuantizer::storage).
+StorageCost storage_clipq(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 1); }
+
 namespace {
 
 constexpr float kClipqLambda[8] = {1.0f, .9957f, .5860f, .3352f, .1881f, .1041f, .0569f, .0308f};

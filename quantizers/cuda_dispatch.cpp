@@ -1,6 +1,5 @@
 #include "quantizers/cuda_dispatch.h"
 
-#include <atomic>
 #include <stdexcept>
 #include <string>
 
@@ -13,9 +12,6 @@
 #endif
 
 namespace autoqnn::quant::cudak {
-namespace {
-std::atomic<bool> g_enabled{true};
-}
 
 bool compiled() {
 #ifdef AUTOQNN_WITH_CUDA_KERNELS
@@ -24,13 +20,11 @@ bool compiled() {
   return false;
 #endif
 }
-void set_enabled(bool on) { g_enabled = on; }
-bool enabled() { return g_enabled; }
 
 bool usable(const torch::Tensor& x) {
 #ifdef AUTOQNN_WITH_CUDA_KERNELS
   const auto t = x.scalar_type();
-  return g_enabled && x.is_cuda() && x.numel() > 0 && x.layout() == torch::kStrided &&
+  return x.is_cuda() && x.numel() > 0 && x.layout() == torch::kStrided &&
          (t == torch::kFloat32 || t == torch::kFloat16 || t == torch::kBFloat16);
 #else
   (void)x;

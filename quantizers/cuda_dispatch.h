@@ -10,10 +10,9 @@ namespace autoqnn::quant::cudak {
 
 // True when the build has the kernels and LibTorch sees a GPU.
 bool compiled();
-// Kernels on (default) / off: tests and the benchmark compare both paths.
-void set_enabled(bool on);
-bool enabled();
-// x is a non-empty CUDA float32/float16/bfloat16 tensor and the kernels are compiled and enabled.
+// x is a non-empty CUDA float32/float16/bfloat16 tensor and the kernels are compiled. Whether a quantizer
+// uses them is its own fused() option (Quantizer::set_fused; off = the composite ATen path): there is no
+// process-wide switch.
 bool usable(const torch::Tensor& x);
 
 // The affine family's level function (see cuda/kernels.h): a, o are [] or [C] float32 tensors on x's device

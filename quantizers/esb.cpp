@@ -15,7 +15,6 @@
 #include <stdexcept>
 
 #include "quantizers/pow2.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
 namespace pow2 {
@@ -100,38 +99,47 @@ double gaussian_mse(const std::vector<double>& mags, double alpha) {
 }  // namespace pow2
 
 namespace {
+// The spec's k (linear bits, default 1) and mean_shift flag.
+int esb_k(const QuantSpec& spec) { return spec.get_int("k", 1); }
+bool esb_mean_shift(const QuantSpec& spec) { return pow2::parse_bool_param(spec, "mean_shift"); }
+// esb_split at `bits` for k; a bad k throws std::invalid_argument naming the quantizer.
+void esb_split_for(const QuantSpec& spec, int bits, int k, int* nl, int* lb) {
+  try {
+    pow2::esb_split(bits, k, nl, lb);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': " + e.what());
+  }
+}
+}  // namespace
+
+void validate_esb(const QuantSpec& spec, Role) {
+  const int k = esb_k(spec);
+  esb_mean_shift(spec);
+  int nl, lb;
+  esb_split_for(spec, spec.bits, k, &nl, &lb);
+}
+
+// b-bit codes + alpha (and the mean with mean_shift) per channel + the level table (binade sets).
+StorageCost storage_esb(const QuantSpec& spec, at::IntArrayRef shape, Role) {
+  int nl, lb;
+  esb_split_for(spec, spec.bits, esb_k(spec), &nl, &lb);
+  return storage_of(spec, shape, esb_mean_shift(spec) ? 2 : 1, nl < 2 ? 0 : (int64_t(1) << spec.bits) - 1);
+}
+
+namespace {
 
 class EsbQuantizer final : public pow2::Pow2Quantizer {
  public:
-  EsbQuantizer(QuantSpec spec, Role role) : Pow2Quantizer(std::move(spec), role) {
-    k_ = spec_.get_int("k", 1);
-    mean_shift_ = pow2::parse_bool_param(spec_, "mean_shift");
-    int nl, lb;
-    split(spec_.bits, &nl, &lb);  // throws on a bad k
-  }
+  EsbQuantizer(QuantSpec spec, Role role)
+      : Pow2Quantizer(std::move(spec), role), k_(esb_k(spec_)), mean_shift_(esb_mean_shift(spec_)) {}
 
   torch::Tensor quantize(const torch::Tensor& x, int bits) override { return fake_quant(x, plan(x, bits)); }
   Encoded encode(const torch::Tensor& x) override { return encode_plan(x, plan(x, bits()), bits()); }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    int nl, lb;
-    split(bits(), &nl, &lb);
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    const int64_t C = num_channels(shape);
-    c.aux_floats = C * (mean_shift_ ? 2 : 1) + (nl < 2 ? 0 : (int64_t(1) << bits()) - 1);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_esb(spec_, shape, role_); }
 
  private:
-  void split(int bits, int* nl, int* lb) const {
-    try {
-      pow2::esb_split(bits, k_, nl, lb);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(prefix() + e.what());
-    }
-  }
+  void split(int bits, int* nl, int* lb) const { esb_split_for(spec_, bits, k_, nl, lb); }
 
   pow2::Plan plan(const torch::Tensor& x, int bits) {
     int nl, lb;

@@ -6,20 +6,21 @@
 #include <cmath>
 
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// b-bit codes + the power-of-two step per channel.
+StorageCost storage_fixed(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 1); }
+
 namespace {
 
 class FixedQuantizer final : public SchemeQuantizer {
  public:
   FixedQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {
-    if (role == Role::Activation) add_running("max_abs");
+    add_activation_running({"max_abs"});
   }
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     Plan p = plan(x, bits);
     return run(x, p, bits, [&](auto qf, auto qc) { return fake_quant(x, p, qf, qc); });
   }
@@ -35,13 +36,7 @@ class FixedQuantizer final : public SchemeQuantizer {
     return encode_grid(qn, p, b, base);
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = num_channels(shape);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_fixed(spec_, shape, role_); }
 
   // Power-of-two step for a given max|x| (exposed for tests through the formula in docs/quantizers.md).
   static float step_for(float m, int bits) {

@@ -1,17 +1,12 @@
 #include "quantizers/fq_common.h"
 
-#include <atomic>
 #include <limits>
 #include <stdexcept>
-
-#include "quantizers/registry.h"
 
 namespace autoqnn::quant {
 namespace fq {
 
 namespace {
-std::atomic<bool> g_fused{true};
-
 struct StraightThroughFn : public torch::autograd::Function<StraightThroughFn> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
                                const std::function<ValueAndMask()>* compute) {
@@ -30,9 +25,6 @@ struct StraightThroughFn : public torch::autograd::Function<StraightThroughFn> {
 };
 }  // namespace
 
-void set_fused_kernels(bool on) { g_fused = on; }
-bool fused_kernels() { return g_fused; }
-
 Layout layout_of(at::IntArrayRef shape, int64_t axis) {
   Layout L;
   int64_t n = 1;
@@ -47,8 +39,8 @@ Layout layout_of(at::IntArrayRef shape, int64_t axis) {
   return L;
 }
 
-bool fusable(const torch::Tensor& x) {
-  return g_fused && x.defined() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous() &&
+bool cpu_fusable(const torch::Tensor& x) {
+  return x.defined() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous() &&
          x.numel() > 0 && !x.is_sparse();
 }
 
@@ -95,24 +87,6 @@ torch::Tensor from_host(const std::vector<float>& v, bool per_channel, const tor
 }  // namespace fq
 
 // ---------------------------------------------------------------- SchemeQuantizer
-SchemeQuantizer::SchemeQuantizer(QuantSpec spec, Role role) : Quantizer(std::move(spec), role) {
-  const auto& t = scheme_traits(spec_.scheme);
-  if (role == Role::Weight && !t.weight_ok)
-    throw std::invalid_argument("scheme '" + spec_.scheme + "' cannot quantize weights (activations only)");
-  if (role == Role::Activation && !t.act_ok)
-    throw std::invalid_argument("scheme '" + spec_.scheme + "' has no activation variant");
-  if (spec_.bits == 0) spec_.bits = t.default_bits;
-  check_bits(spec_.bits);
-}
-
-void SchemeQuantizer::check_bits(int bits) const {
-  const auto& t = scheme_traits(spec_.scheme);
-  if (bits < t.min_bits || bits > t.max_bits)
-    throw std::invalid_argument("quantizer '" + spec_.to_string() + "': " + std::to_string(bits) +
-                                " bits out of range (valid: " + std::to_string(t.min_bits) + ".." +
-                                std::to_string(t.max_bits) + ")");
-}
-
 void SchemeQuantizer::set_range(Plan& p, double lo, double hi) const {
   p.xlo.resize(p.C);
   p.xhi.resize(p.C);
@@ -173,7 +147,7 @@ std::pair<torch::Tensor, torch::Tensor> SchemeQuantizer::stat_min_max(const torc
 torch::Tensor SchemeQuantizer::stat_mean_abs(const torch::Tensor& x) const {
   torch::NoGradGuard ng;
   torch::Tensor m;
-  if (fq::fusable(x)) {  // one vectorised pass (torch's norm(1) is ~4x slower on CPU)
+  if (fusable(x)) {  // one vectorised pass (torch's norm(1) is ~4x slower on CPU)
     const auto L = fq::layout_of(x.sizes(), axis_);
     auto s = fq::reduce_runs<1>(x.data_ptr<float>(), L,
                                 [](int64_t) { return [](float v, float* t) { t[0] = std::fabs(v); }; });
@@ -192,7 +166,7 @@ torch::Tensor SchemeQuantizer::stat_mean_abs(const torch::Tensor& x) const {
 std::pair<torch::Tensor, torch::Tensor> SchemeQuantizer::stat_std_mean(const torch::Tensor& x) const {
   torch::NoGradGuard ng;
   const bool unbiased = count_per_channel(x) > 1;
-  if (fq::fusable(x)) {  // two vectorised passes (mean, then centred squares); torch's std_mean is ~30x slower
+  if (fusable(x)) {  // two vectorised passes (mean, then centred squares); torch's std_mean is ~30x slower
     const auto L = fq::layout_of(x.sizes(), axis_);
     const float* xp = x.data_ptr<float>();
     auto s1 = fq::reduce_runs<1>(xp, L, [](int64_t) { return [](float v, float* t) { t[0] = v; }; });

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -30,18 +31,17 @@
 namespace autoqnn::quant {
 namespace fq {
 
-// Fused CPU kernels on (default) / off. Tests and the benchmark compare both paths.
-void set_fused_kernels(bool on);
-bool fused_kernels();
-
-// A tensor seen as [outer, C, inner] around the channel axis (per tensor: outer = C = 1).
+// A tensor seen as [outer, C, inner] around the channel axis (per tensor: outer = C = 1). Shared by both
+// families (the power-of-two engine, pow2.cpp, uses it too).
 struct Layout {
   int64_t outer = 1, C = 1, inner = 1;
   int64_t numel() const { return outer * C * inner; }
+  int64_t per_channel() const { return outer * inner; }  // elements of one channel
 };
 Layout layout_of(at::IntArrayRef shape, int64_t axis);
-// CPU, float32, contiguous, non-empty and fused kernels enabled.
-bool fusable(const torch::Tensor& x);
+// CPU, float32, contiguous and non-empty: the fused CPU loops apply (when the quantizer's fused() is on;
+// see SchemeQuantizer::fusable).
+bool cpu_fusable(const torch::Tensor& x);
 // Dimensions reduced by a per-channel statistic (all but `axis`).
 std::vector<int64_t> reduce_dims(int64_t dim, int64_t axis);
 
@@ -227,13 +227,24 @@ torch::Tensor from_host(const std::vector<float>& v, bool per_channel, const tor
 
 }  // namespace fq
 
-// Base class of the schemes in this family: bit checks, statistic helpers, the fused / composite
-// fake-quantisation with the backward rule, affine encoding.
+// Base class of the schemes in this family: statistic helpers, the fused / composite fake-quantisation with
+// the backward rule, affine encoding. Constructed by the registry from a validated spec (validate_spec: role,
+// bits, parameters), which it does not check again.
 class SchemeQuantizer : public Quantizer {
  public:
-  SchemeQuantizer(QuantSpec spec, Role role);
+  using Quantizer::Quantizer;
+
+  // Bits checked, an empty x returned as a copy, else quantize_nonempty.
+  torch::Tensor quantize(const torch::Tensor& x, int bits) final {
+    check_bits(bits);
+    if (x.numel() == 0) return x.clone();
+    return quantize_nonempty(x, bits);
+  }
 
  protected:
+  // The scheme's quantize(x, bits) for a valid bitwidth and a non-empty x.
+  virtual torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) = 0;
+
   // Dequantisation data of one call (host vectors of size C; tensors [] or [C] on x's device).
   struct Plan {
     int64_t C = 1;
@@ -246,9 +257,11 @@ class SchemeQuantizer : public Quantizer {
   void finish_plan(Plan& p, const torch::Tensor& x) const;
   void set_range(Plan& p, double lo, double hi) const;  // xlo/xhi = lo*s+off, hi*s+off (float)
 
-  // Throws std::invalid_argument when bits is outside the scheme's range.
-  void check_bits(int bits) const;
   bool per_channel() const { return axis_ >= 0; }
+  // The fused CPU loops apply to x: fused() is on and fq::cpu_fusable(x).
+  bool fusable(const torch::Tensor& x) const { return fused_ && fq::cpu_fusable(x); }
+  // The fused CUDA kernels apply to x: fused() is on and cudak::usable(x).
+  bool cuda_fusable(const torch::Tensor& x) const { return fused_ && cudak::usable(x); }
   int64_t channels_of(const torch::Tensor& x) const { return num_channels(x.sizes()); }
   int64_t count_per_channel(const torch::Tensor& x) const { return x.numel() / std::max<int64_t>(1, channels_of(x)); }
 
@@ -258,6 +271,11 @@ class SchemeQuantizer : public Quantizer {
   torch::Tensor stat_mean_abs(const torch::Tensor& x) const;
   std::pair<torch::Tensor, torch::Tensor> stat_std_mean(const torch::Tensor& x) const;  // unbiased when n > 1
 
+  // Activation role: adds the running buffers `names` (Quantizer::add_running, in this order); weights: none.
+  void add_activation_running(std::initializer_list<const char*> names) {
+    if (role_ == Role::Activation)
+      for (const char* n : names) add_running(n);
+  }
   // Activation role: EMA through Quantizer::running (buffer resized when the statistic's shape changes,
   // e.g. per-channel activations); weight role: the batch value.
   torch::Tensor track(const std::string& name, const torch::Tensor& batch);
@@ -293,7 +311,7 @@ template <class QF, class QC>
 torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p, const QF& qf, const QC& qc) {
   const bool need_grad = x.requires_grad() && torch::GradMode::is_enabled();
   const bool pwl_mix = backward_ != Backward::STE && grad_ratio_ > 0 && is_training();
-  if (fq::fusable(x) && !pwl_mix) {
+  if (fusable(x) && !pwl_mix) {
     auto compute = [&]() -> fq::ValueAndMask {
       const auto L = fq::layout_of(x.sizes(), axis_);
       const auto xd = x.detach();
@@ -308,7 +326,7 @@ torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p,
     if (!need_grad) return compute().first;
     return fq::straight_through(x, compute);
   }
-  if (!pwl_mix && p.grid.valid() && cudak::usable(x)) {  // fused CUDA kernel: same arithmetic as below
+  if (!pwl_mix && p.grid.valid() && cuda_fusable(x)) {  // fused CUDA kernel: same arithmetic as below
     const bool want_mask = need_grad && backward_ == Backward::PWL_C;
     auto compute = [&]() -> fq::ValueAndMask {
       return cudak::affine(x.detach().contiguous(), axis_, p.grid, p.s_t, p.off_t, p.xlo_t, p.xhi_t, want_mask);
@@ -329,7 +347,7 @@ torch::Tensor SchemeQuantizer::fake_quant(const torch::Tensor& x, const Plan& p,
 template <class QF, class QC>
 torch::Tensor SchemeQuantizer::qn_of(const torch::Tensor& x, const QF& qf, const QC& qc) const {
   torch::NoGradGuard ng;
-  if (fq::fusable(x)) {
+  if (fusable(x)) {
     auto qn = torch::empty_like(x, at::MemoryFormat::Contiguous);
     fq::map_qn(fq::layout_of(x.sizes(), axis_), x.data_ptr<float>(), qn.data_ptr<float>(), qf);
     return qn;
@@ -343,9 +361,7 @@ class HalfGridQuantizer : public SchemeQuantizer {
  public:
   using SchemeQuantizer::SchemeQuantizer;
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     std::vector<float> a;
     torch::Tensor a_t;
     Plan p = plan(x, bits, a, a_t);
@@ -372,13 +388,8 @@ class HalfGridQuantizer : public SchemeQuantizer {
     return encode_grid(qn, p, b, base);
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = num_channels(shape);
-    return c;
-  }
+  // b-bit codes + the output scale per channel (storage_vecq, storage_clipq).
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_of(spec_, shape, 1); }
 
  protected:
   // Fills the coding step a (host vector and tensor, per channel) and the plan (output scale, range).

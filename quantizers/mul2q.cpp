@@ -4,9 +4,12 @@
 // grid, scale alpha and offset beta per tensor or per channel. A constant tensor gives alpha = 0 and
 // out = beta (its mean). Weights only.
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// b-bit codes + alpha and beta per channel.
+StorageCost storage_mul2q(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 2); }
+
 namespace {
 
 constexpr float kMul2qLambda[8] = {1.59502f, .99529f, .58722f, .33589f, .18944f, .10571f, .05708f, .03048f};
@@ -15,9 +18,7 @@ class Mul2Quantizer final : public SchemeQuantizer {
  public:
   Mul2Quantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {}
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     std::vector<float> ac;
     torch::Tensor ac_t;
     Plan p = plan(x, bits, ac, ac_t);
@@ -39,13 +40,7 @@ class Mul2Quantizer final : public SchemeQuantizer {
     return encode_grid(qn, p, b, base);
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = 2 * num_channels(shape);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_mul2q(spec_, shape, role_); }
 
  private:
   Plan plan(const torch::Tensor& x, int bits, std::vector<float>& ac, torch::Tensor& ac_t) {

@@ -9,9 +9,20 @@
 #include <cmath>
 
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+void validate_pact(const QuantSpec& spec, Role) {
+  if (common_options(spec).axis >= 0)
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': pact has one learned clip (no per_channel)");
+  const double a = spec.get_double("alpha", 6.0);
+  if (!(a > 0) || !std::isfinite(a))
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': alpha must be > 0");
+}
+
+// b-bit codes + the clip (per tensor).
+StorageCost storage_pact(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 0, 1); }
+
 namespace {
 
 constexpr double kMinAlpha = 1e-6;
@@ -108,21 +119,14 @@ struct PactFn : public torch::autograd::Function<PactFn> {
 class PactQuantizer final : public SchemeQuantizer {
  public:
   PactQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {
-    if (per_channel())
-      throw std::invalid_argument("quantizer '" + spec.to_string() + "': pact has one learned clip (no per_channel)");
-    const double a = spec.get_double("alpha", 6.0);
-    if (!(a > 0) || !std::isfinite(a))
-      throw std::invalid_argument("quantizer '" + spec.to_string() + "': alpha must be > 0");
-    alpha_ = register_parameter("alpha", torch::full({}, a, torch::kFloat32));
+    alpha_ = register_parameter("alpha", torch::full({}, spec.get_double("alpha", 6.0), torch::kFloat32));
   }
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     const int64_t L = (int64_t(1) << bits) - 1;
     auto a = alpha_eff();
     const bool pwl_mix = backward_ != Backward::STE && grad_ratio_ > 0 && is_training();
-    if (fq::fusable(x) && a.device().is_cpu() && !pwl_mix) {
+    if (fusable(x) && a.device().is_cpu() && !pwl_mix) {
       if (torch::GradMode::is_enabled() && (x.requires_grad() || a.requires_grad())) return PactFn::apply(x, a, L);
       torch::NoGradGuard ng;
       return PactFn::apply(x, a, L);
@@ -161,13 +165,7 @@ class PactQuantizer final : public SchemeQuantizer {
     return encode_grid(qn_of(x, qf, qc), p, b, 0.0);
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = 1;
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_pact(spec_, shape, role_); }
 
   void calibrate(const torch::Tensor& x) override {
     torch::NoGradGuard ng;

@@ -10,9 +10,14 @@
 #include <stdexcept>
 
 #include "quantizers/pow2.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// b-bit codes + the 2^b level table + a per channel.
+StorageCost storage_pot(const QuantSpec& spec, at::IntArrayRef shape, Role) {
+  return storage_of(spec, shape, 1, int64_t(1) << spec.bits);
+}
+
 namespace {
 
 double pot_lambda(int bits) {
@@ -22,18 +27,12 @@ double pot_lambda(int bits) {
 
 class PotQuantizer final : public pow2::Pow2Quantizer {
  public:
-  PotQuantizer(QuantSpec spec, Role role) : Pow2Quantizer(std::move(spec), role) { check_bits(spec_.bits); }
+  using Pow2Quantizer::Pow2Quantizer;
 
   torch::Tensor quantize(const torch::Tensor& x, int bits) override { return fake_quant(x, plan(x, bits)); }
   Encoded encode(const torch::Tensor& x) override { return encode_plan(x, plan(x, bits()), bits()); }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = (int64_t(1) << bits()) + num_channels(shape);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_pot(spec_, shape, role_); }
 
  private:
   void check_bits(int bits) const {

@@ -1,6 +1,7 @@
 // Engine of the power-of-two family: level tables, deterministic statistics, the fused CPU kernel, the
 // composite tensor path and the autograd node. See pow2.h.
 #include "quantizers/cuda_dispatch.h"
+#include "quantizers/fq_common.h"
 #ifdef AUTOQNN_WITH_CUDA_KERNELS
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -117,27 +118,11 @@ LevelTable make_table(const std::vector<double>& lv, bool geometric) {
   return t;
 }
 
-// ---------------------------------------------------------------- fused kernels switch
+// ---------------------------------------------------------------- the fused kernel
 namespace {
-std::atomic<bool> g_fused{true};
-
-struct Layout {
-  int64_t outer = 1, C = 1, inner = 1;
-  int64_t per_channel() const { return outer * inner; }
-};
-
-Layout layout_of(at::IntArrayRef shape, int64_t axis) {
-  Layout L;
-  const int64_t n = c10::multiply_integers(shape);
-  if (axis < 0) {
-    L.inner = n;
-    return L;
-  }
-  L.C = shape[axis];
-  for (int64_t d = 0; d < axis; ++d) L.outer *= shape[d];
-  for (int64_t d = axis + 1; d < static_cast<int64_t>(shape.size()); ++d) L.inner *= shape[d];
-  return L;
-}
+// [outer, C, inner] around the channel axis: the one definition both families use (fq_common).
+using fq::Layout;
+using fq::layout_of;
 
 // f(ptr, len, pos) over the contiguous memory runs of channel c's positions [p0, p1) (position = index in
 // the channel's own sequence, outer-major).
@@ -155,12 +140,8 @@ void channel_runs(const float* x, const Layout& L, int64_t c, int64_t p0, int64_
 constexpr int64_t kChunk = 1 << 16;  // reduction chunk (positions); results do not depend on thread count
 
 // Where the target has fast FMA a compiler may contract q * s + off into one fma (one rounding instead of
-// Encoded::dequantize's two); there the offset is added by a separate tensor op.
-#if defined(__FP_FAST_FMAF) || defined(__FP_FAST_FMA)
-constexpr bool kFuseOffset = false;
-#else
-constexpr bool kFuseOffset = true;
-#endif
+// Encoded::dequantize's two); there the offset is added by a separate tensor op (fq_common.h).
+using fq::kFuseOffset;
 
 struct KernelOut {
   float* out = nullptr;
@@ -438,14 +419,11 @@ struct FusedFn : public torch::autograd::Function<FusedFn> {
 
 }  // namespace
 
-void set_fused_kernels(bool on) { g_fused = on; }
-bool fused_kernels() { return g_fused; }
-
 // ---------------------------------------------------------------- Pow2Quantizer
 bool Pow2Quantizer::use_fused(const torch::Tensor& x) const {
   const bool pwl_mix = backward_ != Backward::STE && grad_ratio_ > 0 && is_training();
   const bool dev_ok = x.device().is_cpu() || (x.is_cuda() && cudak::usable(x));
-  return g_fused && !pwl_mix && dev_ok && x.scalar_type() == torch::kFloat32 && x.numel() > 0 &&
+  return fused_ && !pwl_mix && dev_ok && x.scalar_type() == torch::kFloat32 && x.numel() > 0 &&
          x.layout() == torch::kStrided;
 }
 

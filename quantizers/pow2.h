@@ -11,7 +11,7 @@
 // on both signs because boundaries <= 0 are moved one float ulp toward -inf. Never an argmin over levels.
 //
 // Two element-wise paths compute the same IEEE operations, so they agree bit for bit:
-//   * fused CPU kernel (float32, CPU, fused kernels on): one read of x, one write of out; statistics by a
+//   * fused CPU kernel (float32, CPU, the quantizer's fused() on): one read of x, one write of out; statistics by a
 //     deterministic one-pass reduction; backward by a small autograd node (identity / mask / alpha sum);
 //   * composite tensor ops (CUDA, other dtypes, PWL mixing with r > 0), with autograd through ste().
 // encode() takes the same path as forward() for the same input, so dequantize() reproduces it exactly.
@@ -123,11 +123,7 @@ struct Plan {
   bool check_input = false;                 // no statistic reads x: check it for NaN/inf explicitly
 };
 
-// Fused CPU kernels on (default) / off. Tests compare both paths.
-void set_fused_kernels(bool on);
-bool fused_kernels();
-
-// Base of the family.
+// Base of the family. Whether the fused kernel runs is the quantizer's own fused() option (Quantizer).
 class Pow2Quantizer : public Quantizer {
  public:
   using Quantizer::Quantizer;

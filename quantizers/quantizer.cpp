@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "quantizers/registry.h"
+
 namespace autoqnn::quant {
 
 const char* role_name(Role r) { return r == Role::Weight ? "weight" : "activation"; }
@@ -58,18 +60,48 @@ int64_t Encoded::aux_bytes() const {
   return 4 * n;
 }
 
+// ---------------------------------------------------------------- common keys, storage
+CommonOptions common_options(const QuantSpec& spec) {
+  CommonOptions o;
+  o.backward = parse_backward(spec.get("grad", "ste"));
+  o.grad_ratio = spec.get_double("r", 0.0);
+  if (o.grad_ratio < 0 || o.grad_ratio > 1)
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': r must be in [0, 1]");
+  if (spec.flag("per_channel")) o.axis = spec.get_int("axis", 0);
+  else if (spec.has("axis"))
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': axis= needs per_channel");
+  o.momentum = spec.get_double("momentum", 0.9);
+  if (o.momentum < 0 || o.momentum >= 1)
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': momentum must be in [0, 1)");
+  return o;
+}
+
+int64_t channels_along(int64_t axis, at::IntArrayRef shape, const QuantSpec& spec) {
+  if (axis < 0) return 1;
+  TORCH_CHECK(axis < static_cast<int64_t>(shape.size()), "quantizer ", spec.to_string(),
+              ": channel axis out of range");
+  return shape[axis];
+}
+
+StorageCost storage_of(const QuantSpec& spec, at::IntArrayRef shape, int64_t aux_per_channel, int64_t aux_fixed) {
+  StorageCost c;
+  c.numel = c10::multiply_integers(shape);
+  c.code_bits = spec.bits;
+  c.aux_floats = aux_fixed;
+  if (aux_per_channel != 0)
+    c.aux_floats += aux_per_channel * channels_along(common_options(spec).axis, shape, spec);
+  return c;
+}
+
 // ---------------------------------------------------------------- Quantizer
+// The common keys are parsed (and so checked) here as well: the class is the public extension point, and a
+// validated spec parses without error.
 Quantizer::Quantizer(QuantSpec spec, Role role) : spec_(std::move(spec)), role_(role) {
-  backward_ = parse_backward(spec_.get("grad", "ste"));
-  grad_ratio_ = spec_.get_double("r", 0.0);
-  if (grad_ratio_ < 0 || grad_ratio_ > 1)
-    throw std::invalid_argument("quantizer '" + spec_.to_string() + "': r must be in [0, 1]");
-  if (spec_.flag("per_channel")) axis_ = spec_.get_int("axis", 0);
-  else if (spec_.has("axis"))
-    throw std::invalid_argument("quantizer '" + spec_.to_string() + "': axis= needs per_channel");
-  momentum_ = spec_.get_double("momentum", 0.9);
-  if (momentum_ < 0 || momentum_ >= 1)
-    throw std::invalid_argument("quantizer '" + spec_.to_string() + "': momentum must be in [0, 1)");
+  const CommonOptions o = common_options(spec_);
+  backward_ = o.backward;
+  grad_ratio_ = o.grad_ratio;
+  axis_ = o.axis;
+  momentum_ = o.momentum;
 }
 
 torch::Tensor Quantizer::levels(const torch::Tensor& x, int64_t channel) {
@@ -123,11 +155,14 @@ torch::Tensor Quantizer::bcast(const torch::Tensor& stat, const torch::Tensor& x
   return stat.reshape(stat_shape(x));
 }
 
-int64_t Quantizer::num_channels(at::IntArrayRef shape) const {
-  if (axis_ < 0) return 1;
-  TORCH_CHECK(axis_ < static_cast<int64_t>(shape.size()), "quantizer ", spec_.to_string(),
-              ": channel axis out of range");
-  return shape[axis_];
+int64_t Quantizer::num_channels(at::IntArrayRef shape) const { return channels_along(axis_, shape, spec_); }
+
+void Quantizer::check_bits(int bits) const {
+  const auto& t = scheme_traits(spec_.scheme);
+  if (bits < t.min_bits || bits > t.max_bits)
+    throw std::invalid_argument("quantizer '" + spec_.to_string() + "': " + std::to_string(bits) +
+                                " bits out of range (valid: " + std::to_string(t.min_bits) + ".." +
+                                std::to_string(t.max_bits) + ")");
 }
 
 void Quantizer::check_finite(const torch::Tensor& stat, const char* what) const {

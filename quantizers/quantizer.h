@@ -50,6 +50,25 @@ struct StorageCost {
   int64_t bits() const { return 8 * bytes(); }
 };
 
+// The keys every scheme accepts, parsed: grad=, r=, per_channel / axis=, momentum=. Throws
+// std::invalid_argument naming the bad key ("quantizer '<spec>': ..."). validate_spec and the Quantizer
+// constructor share it.
+struct CommonOptions {
+  Backward backward = Backward::STE;
+  double grad_ratio = 0.0;  // PWL r
+  int64_t axis = -1;        // per-channel axis, -1 = per tensor
+  double momentum = 0.9;    // EMA momentum for activation statistics
+};
+CommonOptions common_options(const QuantSpec& spec);
+
+// Channels of a tensor of `shape` along `axis` (1 when axis < 0); `spec` names the quantizer in the error
+// when the axis is out of range.
+int64_t channels_along(int64_t axis, at::IntArrayRef shape, const QuantSpec& spec);
+// Storage of a tensor of `shape` under a validated spec: spec.bits per element code, plus
+// aux_per_channel * C + aux_fixed floats (C = channels along the spec's axis). The schemes' storage
+// functions (the `storage` column of the scheme table) are written with it.
+StorageCost storage_of(const QuantSpec& spec, at::IntArrayRef shape, int64_t aux_per_channel, int64_t aux_fixed = 0);
+
 // What a quantizable layer holds in its weight / activation slot. Schemes (Quantizer), the supernet's
 // mixed quantizer and QPL's learned-bit quantizer all implement it.
 class FakeQuantizer : public torch::nn::Module {
@@ -68,6 +87,12 @@ class Quantizer : public FakeQuantizer {
   Backward backward_mode() const { return backward_; }
   int64_t axis() const { return axis_; }  // -1 per tensor
   std::string describe() const override { return spec_.to_string(); }
+
+  // Fused kernels (the CPU loops; the CUDA kernels where built) on (default) or off. Off runs the composite
+  // tensor-op path, which computes the same values: tests and benchmarks compare the two on the object they
+  // measure. A property of this quantizer only (no process-wide switch).
+  bool fused() const { return fused_; }
+  void set_fused(bool on) { fused_ = on; }
 
   // Fake-quantize at the spec's bitwidth.
   torch::Tensor forward(const torch::Tensor& x) override { return quantize(x, bits()); }
@@ -95,6 +120,8 @@ class Quantizer : public FakeQuantizer {
   std::vector<int64_t> stat_shape(const torch::Tensor& x) const;
   torch::Tensor bcast(const torch::Tensor& stat, const torch::Tensor& x) const;  // [] or [C] -> broadcastable
   int64_t num_channels(at::IntArrayRef shape) const;  // 1 when per tensor
+  // Throws std::invalid_argument when bits is outside the scheme's range (the scheme table's row).
+  void check_bits(int bits) const;
   // Throws std::domain_error naming the scheme when a statistic is NaN/inf (NaN input is an error).
   void check_finite(const torch::Tensor& stat, const char* what) const;
   // Running-statistic update for activation quantizers: training -> EMA update and return batch value;
@@ -109,6 +136,7 @@ class Quantizer : public FakeQuantizer {
   double grad_ratio_ = 0.0;  // PWL r
   int64_t axis_ = -1;        // per-channel axis, -1 = per tensor
   double momentum_ = 0.9;    // EMA momentum for activation statistics
+  bool fused_ = true;        // see fused()
 };
 
 using QuantizerPtr = std::shared_ptr<Quantizer>;

@@ -7,9 +7,14 @@
 #include <array>
 
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// b-bit codes + a 2^b level table per channel + the unit scale.
+StorageCost storage_residual(const QuantSpec& spec, at::IntArrayRef shape, Role) {
+  return storage_of(spec, shape, int64_t(1) << spec.bits, 1);
+}
+
 namespace {
 
 constexpr int kMaxBits = 8;
@@ -39,9 +44,7 @@ class ResidualQuantizer final : public SchemeQuantizer {
     if (role == Role::Activation) add_running("alphas", {kMaxBits});
   }
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     Plan p = plan(x, bits);
     auto qc = [&](const torch::Tensor& xd) { return chain_tensor(xd, bits).first; };
     return fq::with_bits(bits, [&](auto B) {
@@ -74,7 +77,7 @@ class ResidualQuantizer final : public SchemeQuantizer {
       }
     auto t = torch::tensor(table, torch::kFloat32);
     e.table = (per_channel() ? t.reshape({C, L}) : t).to(x.device());
-    if (fq::fusable(x)) {
+    if (fusable(x)) {
       e.codes = torch::empty(x.sizes(), x.options().dtype(torch::kInt64));
       const float* xp = x.data_ptr<float>();
       int64_t* cp = e.codes.data_ptr<int64_t>();
@@ -98,13 +101,7 @@ class ResidualQuantizer final : public SchemeQuantizer {
     return e;
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = num_channels(shape) * (int64_t(1) << bits()) + 1;
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_residual(spec_, shape, role_); }
 
  private:
   // Sum |x - out_j(x)| per channel, out_j the chain with the first j alphas in al_ (host), fused path.
@@ -126,7 +123,7 @@ class ResidualQuantizer final : public SchemeQuantizer {
     al_.assign(C * b, 0.f);
     auto a0 = fq::to_host(first);
     for (int64_t c = 0; c < C; ++c) al_[c * b] = a0[c];
-    if (fq::fusable(x)) {
+    if (fusable(x)) {
       const double n = static_cast<double>(count_per_channel(x));
       for (int j = 1; j < b; ++j) {
         auto s = residual_abs_sum(x, b, j);

@@ -10,26 +10,35 @@
 // Per tensor only, weights only (activations use pact = CG-PACT). No learned parameters.
 #include <cmath>
 
-#include "quantizers/registry.h"
-#include "quantizers/schemes.h"
+#include "quantizers/quantizer.h"
 
 namespace autoqnn::quant {
+namespace {
+// The rescale flag: absent or 0 -> off, bare or 1 -> on; another value throws.
+bool sat_rescale(const QuantSpec& spec) {
+  if (!spec.has("rescale")) return false;
+  const std::string v = spec.get("rescale", "");
+  if (v != "" && v != "1" && v != "0")
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': rescale takes no value, or 0|1");
+  return v != "0";
+}
+}  // namespace
+
+void validate_sat(const QuantSpec& spec, Role) {
+  if (common_options(spec).axis >= 0)
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': sat normalises by the tensor's max "
+                                "(no per_channel)");
+  sat_rescale(spec);
+}
+
+// b-bit codes + one scale (per tensor).
+StorageCost storage_sat(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 0, 1); }
+
 namespace {
 
 class SatQuantizer final : public Quantizer {
  public:
-  SatQuantizer(const QuantSpec& spec, Role role) : Quantizer(spec, role) {
-    if (axis_ >= 0)
-      throw std::invalid_argument("quantizer '" + spec.to_string() + "': sat normalises by the tensor's max "
-                                  "(no per_channel)");
-    if (spec.has("rescale")) {
-      const std::string v = spec.get("rescale", "");
-      if (v != "" && v != "1" && v != "0")
-        throw std::invalid_argument("quantizer '" + spec.to_string() + "': rescale takes no value, or 0|1");
-      rescale_ = v != "0";
-    }
-    check_bits(spec.bits);
-  }
+  SatQuantizer(const QuantSpec& spec, Role role) : Quantizer(spec, role), rescale_(sat_rescale(spec)) {}
 
   bool rescale() const { return rescale_; }
 
@@ -61,13 +70,7 @@ class SatQuantizer final : public Quantizer {
     return e;
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = 1;
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_sat(spec_, shape, role_); }
 
  private:
   struct Stats {
@@ -76,14 +79,6 @@ class SatQuantizer final : public Quantizer {
     torch::Tensor qn;       // float32 half-integer level
     torch::Tensor scale;    // float32 []
   };
-
-  void check_bits(int bits) const {
-    const auto& t = scheme_traits("sat");
-    if (bits < t.min_bits || bits > t.max_bits)
-      throw std::invalid_argument("quantizer '" + spec_.to_string() + "': " + std::to_string(bits) +
-                                  " bits out of range (valid: " + std::to_string(t.min_bits) + ".." +
-                                  std::to_string(t.max_bits) + ")");
-  }
 
   // n_out of a weight: shape[0] * prod(shape[2:]) (1-D: its length).
   static double fan_out(at::IntArrayRef s) {

@@ -3,23 +3,21 @@
 // (2-bit codes, grid_base -1), scale alpha per tensor or per channel.
 // Activation variant: EMA of delta and alpha (the running values are used in eval).
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// 2-bit codes + alpha per channel.
+StorageCost storage_ternary(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 1); }
+
 namespace {
 
 class TernaryQuantizer final : public SchemeQuantizer {
  public:
   TernaryQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {
-    if (role == Role::Activation) {
-      add_running("delta");
-      add_running("alpha");
-    }
+    add_activation_running({"delta", "alpha"});
   }
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     std::vector<float> delta;
     Plan p = plan(x, delta);
     return run(p, delta, [&](auto qf, auto qc) { return fake_quant(x, p, qf, qc); });
@@ -37,13 +35,7 @@ class TernaryQuantizer final : public SchemeQuantizer {
 
   torch::Tensor levels(const torch::Tensor& x, int64_t channel = 0) override { return grid_levels(x, channel, -1, 1); }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = 2;
-    c.aux_floats = num_channels(shape);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_ternary(spec_, shape, role_); }
 
  private:
   // Whether the eval forward can skip the batch alpha (running value initialised, same shape).
@@ -60,7 +52,7 @@ class TernaryQuantizer final : public SchemeQuantizer {
     torch::NoGradGuard ng;
     const int64_t C = channels_of(x);
     std::vector<float> alpha(C);
-    if (fq::fusable(x)) {
+    if (fusable(x)) {
       const float* d = delta.data();
       auto sums = fq::reduce_runs<2>(x.data_ptr<float>(), fq::layout_of(x.sizes(), axis_), [d](int64_t c) {
         const float dc = d[c];
@@ -106,7 +98,7 @@ class TernaryQuantizer final : public SchemeQuantizer {
     p.s = fq::to_host(alpha_t);
     set_range(p, -1, 1);
     finish_plan(p, x);
-    if (cudak::usable(x)) {  // qn = (x > delta) - (x < -delta)
+    if (cuda_fusable(x)) {  // qn = (x > delta) - (x < -delta)
       p.grid.mode = 1;
       p.grid.a = fq::from_host(delta, per_channel(), x);
     }

@@ -5,29 +5,29 @@
 //                        qn = clip(round((x - off) / s), 0, 2^b - 1), out = qn * s + off (0 is exact).
 // Activations use an EMA of max|x| (of min / max with asym).
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+void validate_uniform(const QuantSpec& spec, Role) {
+  if (spec.has("asym") && !spec.get("asym", "").empty())
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': asym is a flag (no value)");
+}
+
+// b-bit codes + scale (and offset with asym) per channel.
+StorageCost storage_uniform(const QuantSpec& spec, at::IntArrayRef shape, Role) {
+  return storage_of(spec, shape, spec.flag("asym") ? 2 : 1);
+}
+
 namespace {
 
 class UniformQuantizer final : public SchemeQuantizer {
  public:
   UniformQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role), asym_(spec.flag("asym")) {
-    if (spec.has("asym") && !spec.get("asym", "").empty())
-      throw std::invalid_argument("quantizer '" + spec.to_string() + "': asym is a flag (no value)");
-    if (role == Role::Activation) {
-      if (asym_) {
-        add_running("min");
-        add_running("max");
-      } else {
-        add_running("max_abs");
-      }
-    }
+    if (asym_) add_activation_running({"min", "max"});
+    else add_activation_running({"max_abs"});
   }
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     Plan p = plan(x, bits);
     return run(x, p, bits, [&](const Plan& pp, auto qf, auto qc) { return fake_quant(x, pp, qf, qc); });
   }
@@ -48,13 +48,7 @@ class UniformQuantizer final : public SchemeQuantizer {
     return grid_levels(x, channel, -N, N);
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = (asym_ ? 2 : 1) * num_channels(shape);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_uniform(spec_, shape, role_); }
 
  private:
   Plan plan(const torch::Tensor& x, int bits) {

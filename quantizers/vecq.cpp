@@ -2,9 +2,12 @@
 // levels); out = c * s with the least-squares scale s = <x, c> / <c, c> (the original VecQ; the PyTorch port's
 // ||x|| / ||c|| is weaker). Per tensor or per channel (std, s per channel). Weights only.
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// b-bit codes + the output scale per channel (HalfGridQuantizer::storage).
+StorageCost storage_vecq(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 1); }
+
 namespace {
 
 constexpr float kVecqLambda[8] = {1.0f, .9957f, .5860f, .3352f, .1881f, .1041f, .0569f, .0308f};
@@ -24,7 +27,7 @@ class VecQuantizer final : public HalfGridQuantizer {
     fq::HalfGrid g(a.data(), nullptr, bits);
     // Least-squares scale: <x, c> / <c, c> per channel.
     std::vector<double> xc(p.C), cc(p.C);
-    if (fq::fusable(x)) {
+    if (fusable(x)) {
       auto sums = fq::reduce_runs<2>(x.data_ptr<float>(), fq::layout_of(x.sizes(), axis_), [&g](int64_t c) {
         auto q = g(c);
         return [q](float v, float* t) {

@@ -5,23 +5,21 @@
 // Constant input (max == min): offset min - a/2 so the single used level is min (all-zero -> exactly 0).
 // PWL_C clips the gradient to the input range [min, max]. Activations: EMA of min and max.
 #include "quantizers/fq_common.h"
-#include "quantizers/schemes.h"
 
 namespace autoqnn::quant {
+
+// b-bit codes + step and minimum per channel.
+StorageCost storage_zoomq(const QuantSpec& spec, at::IntArrayRef shape, Role) { return storage_of(spec, shape, 2); }
+
 namespace {
 
 class ZoomQuantizer final : public SchemeQuantizer {
  public:
   ZoomQuantizer(const QuantSpec& spec, Role role) : SchemeQuantizer(spec, role) {
-    if (role == Role::Activation) {
-      add_running("min");
-      add_running("max");
-    }
+    add_activation_running({"min", "max"});
   }
 
-  torch::Tensor quantize(const torch::Tensor& x, int bits) override {
-    check_bits(bits);
-    if (x.numel() == 0) return x.clone();
+  torch::Tensor quantize_nonempty(const torch::Tensor& x, int bits) override {
     Plan p = plan(x, bits);
     return run(p, bits, [&](auto qf, auto qc) { return fake_quant(x, p, qf, qc); });
   }
@@ -35,13 +33,7 @@ class ZoomQuantizer final : public SchemeQuantizer {
     return encode_grid(qn, p, bits(), 0.5);
   }
 
-  StorageCost storage(at::IntArrayRef shape) const override {
-    StorageCost c;
-    c.numel = c10::multiply_integers(shape);
-    c.code_bits = bits();
-    c.aux_floats = 2 * num_channels(shape);
-    return c;
-  }
+  StorageCost storage(at::IntArrayRef shape) const override { return storage_zoomq(spec_, shape, role_); }
 
  private:
   Plan plan(const torch::Tensor& x, int bits) {

@@ -28,14 +28,13 @@ struct Run {
   torch::Tensor out, grad;
 };
 Run run(const std::string& spec, const torch::Tensor& x0, const torch::Tensor& g, quant::Role role, bool kernels) {
-  quant::cudak::set_enabled(kernels);
   auto q = quant::make_quantizer(spec, role);
+  q->set_fused(kernels);  // off: the composite ATen path
   q->to(x0.device());
   q->train();
   auto x = x0.detach().clone().requires_grad_(true);
   auto out = q->forward(x);
   out.backward(g);
-  quant::cudak::set_enabled(true);
   return {out.detach(), x.grad().detach()};
 }
 
@@ -86,8 +85,7 @@ TEST(Cuda, ReducedPrecisionInputs) {
   auto x = weight(3).cuda();
   for (auto dt : {torch::kFloat16, torch::kBFloat16}) {
     for (const std::string s : {"uniform:4", "fixed:4", "twn", "vecq:2"}) {
-      quant::cudak::set_enabled(true);
-      auto q = quant::make_quantizer(s, quant::Role::Weight);
+      auto q = quant::make_quantizer(s, quant::Role::Weight);  // fused kernels on (the default)
       q->to(x.device());
       auto xl = x.to(dt).requires_grad_(true);
       auto out = q->forward(xl);

@@ -6,11 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "quantizers/fq_common.h"
 #include "quantizers/registry.h"
 
 using namespace autoqnn::quant;
-namespace qd = autoqnn::quant::fq;
 
 namespace {
 
@@ -80,11 +78,11 @@ const std::vector<std::string>& act_specs() {
   return v;
 }
 
-// RAII toggle of the fused CPU kernels.
-struct FusedOff {
-  FusedOff() { qd::set_fused_kernels(false); }
-  ~FusedOff() { qd::set_fused_kernels(true); }
-};
+// The quantizer with its fused kernels off (the composite tensor-op path).
+QuantizerPtr composite(QuantizerPtr q) {
+  q->set_fused(false);
+  return q;
+}
 
 }  // namespace
 
@@ -185,7 +183,7 @@ TEST(QuantBasicPact, LevelsAndCalibratedGradient) {
   ASSERT_EQ(params.size(), 1u);
   auto alpha = params["alpha"];
   for (bool fused : {true, false}) {
-    qd::set_fused_kernels(fused);
+    q->set_fused(fused);
     if (alpha.grad().defined()) alpha.mutable_grad().zero_();
     auto xg = x.clone().requires_grad_(true);
     q->forward(xg).sum().backward();
@@ -193,7 +191,7 @@ TEST(QuantBasicPact, LevelsAndCalibratedGradient) {
     // d/dalpha: 0 (x<0), 0 (x=0), (0-0.4)/3, (2-1.6)/3, (2-2.5)/3, 1 (x>=alpha), 1
     EXPECT_NEAR(alpha.grad().item<float>(), 2.0 - 0.5 / 3, 1e-6) << fused;
   }
-  qd::set_fused_kernels(true);
+  q->set_fused(true);
   // unsigned levels, <= 2^b values
   auto y = eval_out(*q, gauss({4000}, 7) * 3);
   EXPECT_GE(y.min().item<float>(), 0.f);
@@ -344,10 +342,7 @@ TEST(QuantBasicAll, EncodeIsBitExactAndStorageMatches) {
     expect_encode_exact(*W(s), x, s);
     expect_encode_exact(*W(s + ":per_channel"), x, s + ":per_channel");
     expect_encode_exact(*W(s + ":per_channel:axis=1"), x, s + ":per_channel:axis=1");
-    {
-      FusedOff off;  // the composite path is exact too
-      expect_encode_exact(*W(s + ":per_channel"), x, s + " composite");
-    }
+    expect_encode_exact(*composite(W(s + ":per_channel")), x, s + " composite");  // the composite path is exact too
     // non-contiguous input (composite path on CPU)
     auto xt = x.transpose(0, 1);
     expect_encode_exact(*W(s), xt, s + " transposed");
@@ -448,15 +443,14 @@ TEST(QuantBasicAll, PwlRatioMixesOnlyInTraining) {
 TEST(QuantBasicAll, FusedMatchesComposite) {
   auto x = gauss({8, 4, 3, 3}, 19);
   auto run = [&](const std::string& s, Role role, bool fused, torch::Tensor* grad) {
-    qd::set_fused_kernels(fused);
     auto q = make_quantizer(s, role);
+    q->set_fused(fused);
     q->train();
     auto xg = x.clone().requires_grad_(true);
     auto y = q->forward(xg);
     (y * torch::arange(y.numel()).reshape(y.sizes()).to(torch::kFloat32).sin()).sum().backward();
     *grad = xg.grad();
     auto ye = eval_out(*q, x);
-    qd::set_fused_kernels(true);
     return torch::stack({y.detach(), ye});
   };
   std::vector<std::pair<std::string, Role>> all;
@@ -524,8 +518,7 @@ TEST(QuantBasicAll, NanInputThrows) {
     EXPECT_THROW(W(s)->forward(x), std::domain_error) << s;
     EXPECT_THROW(W(s + ":per_channel")->forward(x.reshape({5, 10})), std::domain_error) << s;
     EXPECT_THROW(W(s)->encode(x), std::domain_error) << s;
-    FusedOff off;
-    EXPECT_THROW(W(s)->forward(x), std::domain_error) << s << " composite";
+    EXPECT_THROW(composite(W(s))->forward(x), std::domain_error) << s << " composite";
   }
   for (const auto& s : act_specs()) {
     auto q = A(s);
@@ -534,7 +527,7 @@ TEST(QuantBasicAll, NanInputThrows) {
     q->forward(gauss({50}, 21));
     q->eval();
     EXPECT_THROW(q->forward(x), std::domain_error) << s << " eval";
-    FusedOff off;
+    q->set_fused(false);
     EXPECT_THROW(q->forward(x), std::domain_error) << s << " eval composite";
   }
   auto xi = gauss({50}, 22);

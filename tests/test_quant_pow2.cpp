@@ -662,9 +662,6 @@ TEST(Pow2Common, FusedKernelEqualsCompositePath) {
   // The fused CPU kernel and the composite tensor-op path (used on CUDA) compute the same IEEE operations.
   auto x = gaussian({6, 5, 3, 3}, 19) * 0.07 + 0.01;
   auto xa = torch::relu(gaussian({6, 5, 3, 3}, 20)) * 2.0;
-  struct Restore {
-    ~Restore() { pow2::set_fused_kernels(true); }
-  } restore;
   for (const auto& [s, role] : all_specs()) {
     SCOPED_TRACE(s);
     const auto& in = role == Role::Weight ? x : xa;
@@ -672,7 +669,7 @@ TEST(Pow2Common, FusedKernelEqualsCompositePath) {
     q->train();
     std::vector<torch::Tensor> outs, grads, agrads;
     for (bool fused : {true, false}) {
-      pow2::set_fused_kernels(fused);
+      q->set_fused(fused);
       auto xi = in.clone().requires_grad_(true);
       for (auto& prm : q->parameters())
         if (prm.grad().defined()) prm.grad().zero_();
@@ -695,20 +692,18 @@ TEST(Pow2Common, FusedKernelEqualsCompositePath) {
 TEST(Pow2Common, TiesGoTowardZeroOnBothPaths) {
   // AFP with max|x| in (r_max/2, r_max] has scale 1, so inputs sit exactly on the decision boundaries.
   // E2M1 levels {0, .125, .25, .375, .5, .75, 1, 1.5}: midpoints .0625 .1875 .3125 .4375 .625 .875 1.25
-  struct Restore {
-    ~Restore() { pow2::set_fused_kernels(true); }
-  } restore;
   auto x = torch::tensor({1.5f, 0.0625f, 0.1875f, 0.3125f, 0.4375f, 0.625f, 0.875f, 1.25f, -0.0625f, -0.1875f,
                           -0.3125f, -0.4375f, -0.625f, -0.875f, -1.25f, -0.0f});
   const std::vector<double> want = {1.5, 0, .125, .25, .375, .5, .75, 1, 0, -.125, -.25, -.375, -.5, -.75, -1, 0};
   for (bool fused : {true, false}) {
-    pow2::set_fused_kernels(fused);
     auto q = mk("afp:4:e=2");
+    q->set_fused(fused);
     auto out = q->forward(x);
     expect_near_vec(vec(out), want, 0, fused ? "fused" : "composite");
     EXPECT_FALSE(std::signbit(out[15].item<float>()));  // -0 -> +0 (the table's zero)
     // ESB b=5 k=2 (float format, M = 2): ties in normalised units; PoT: geometric ties, 0 -> +level
     auto qe = mk("esb:5:k=2");
+    qe->set_fused(fused);
     auto xe = torch::tensor({0.125f, 0.375f, 1.875f, 2.25f, 7.5f, -0.125f, -1.875f, -2.25f, 3.0f, -3.0f});
     auto sc = qe->encode(xe).scale.item<float>();
     auto oe = qe->forward(xe * sc) / sc;  // the scale depends on the data: rescale the same data
@@ -716,7 +711,6 @@ TEST(Pow2Common, TiesGoTowardZeroOnBothPaths) {
     (void)oe;
   }
   // ESB ties with a known scale: build data whose alpha we read back, then probe boundaries through encode
-  pow2::set_fused_kernels(true);
   auto base = gaussian({4000}, 21);
   auto qe = mk("esb:5:k=2");
   const float a = qe->encode(base).scale.item<float>();
@@ -724,7 +718,7 @@ TEST(Pow2Common, TiesGoTowardZeroOnBothPaths) {
   auto xin = torch::cat({base, probe});
   // alpha moves slightly with the probes; fall back to comparing fused and composite on these points
   auto f1 = qe->forward(xin);
-  pow2::set_fused_kernels(false);
+  qe->set_fused(false);
   auto f0 = qe->forward(xin);
   EXPECT_TRUE(torch::equal(f0, f1));
 }

@@ -1,7 +1,6 @@
 // SAT nested weights (quantizers/sat.cpp) and the CG-PACT gradient of pact (quantizers/pact.cpp).
 #include <gtest/gtest.h>
 
-#include "quantizers/fq_common.h"
 #include "quantizers/registry.h"
 
 using namespace autoqnn::quant;
@@ -96,8 +95,8 @@ TEST(Sat, CgPactCalibratedGradient) {
   // d/d alpha: 0 (x < 0), (round(.6) - .6)/3 = .1333, (round(1.8) - 1.8)/3 = .0667, 1 (x >= alpha) -> 1.2
   // d/d x: 1 inside [0, alpha), else 0. Same on the fused CPU kernel and the tensor-op composite.
   for (bool fused : {true, false}) {
-    fq::set_fused_kernels(fused);
     auto q = make_quantizer("pact:2:alpha=1", Role::Activation);
+    q->set_fused(fused);
     auto x = torch::tensor({-0.5f, 0.2f, 0.6f, 1.5f}, torch::requires_grad());
     auto out = q->forward(x);
     EXPECT_TRUE(torch::allclose(out.detach(), torch::tensor({0.f, 1.f / 3, 2.f / 3, 1.f}))) << out;
@@ -106,5 +105,4 @@ TEST(Sat, CgPactCalibratedGradient) {
     auto alpha = q->named_parameters()["alpha"];
     EXPECT_NEAR(alpha.grad().item<double>(), 0.4 / 3 + 0.2 / 3 + 1.0, 1e-5) << "fused " << fused;
   }
-  fq::set_fused_kernels(true);
 }
