@@ -2,6 +2,7 @@
 // quantized (a sensitivity table, CSV + readable; docs/ptq.md). `search --init-from-sensitivity` reads it.
 #include <iostream>
 
+#include "autoqnn/data_files.h"
 #include "autoqnn/model_io.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/sensitivity.h"
@@ -21,7 +22,8 @@ int run_analyze(const std::vector<std::string>& args) {
   add_common_options(desc, c);
   desc.add_options()
     ("checkpoint", po::value(&ckpt)->required(), "FP32 checkpoint")
-    ("space", po::value(&space_path)->default_value(space_path), "search space JSON: the candidates per layer")
+    ("space", po::value(&space_path)->default_value(space_path),
+     "search space JSON: the candidates per layer (or a name in configs/search_space/, e.g. lowbit)")
     ("out", po::value(&out)->required(), "sensitivity CSV to write (atomically)")
     ("calib-batches", po::value(&so.calib_batches)->default_value(so.calib_batches),
      "training mini-batches calibrating the layer's activation quantizer")
@@ -33,7 +35,7 @@ int run_analyze(const std::vector<std::string>& args) {
   if (so.calib_batches < 0) throw UsageError("--calib-batches must be >= 0");
   if (split != "val" && split != "test") throw UsageError("--eval-split must be val or test, got '" + split + "'");
   auto device = setup_runtime(c);
-  auto space = search::SearchSpace::load(space_path);
+  auto space = search::SearchSpace::load(find_search_space(space_path));
   std::string expect = vm["model"].defaulted() ? "" : c.model;
   auto loaded = load_model(ckpt, expect, c.model_config());
   if (loaded.has_policy)

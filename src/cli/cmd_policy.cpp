@@ -1,6 +1,7 @@
 // autoqnn policy uniform | show | check: write uniform baselines, print a policy, validate one.
 #include <iostream>
 
+#include "autoqnn/data_files.h"
 #include "autoqnn/json_schema.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
@@ -14,7 +15,8 @@ namespace {
 
 const char* kSubs = "uniform | show | check";
 
-std::string default_schema_path() { return std::string(AUTOQNN_SOURCE_DIR) + "/configs/policy.schema.json"; }
+// The published schema, found like every data file (data_files.h); "" when it is nowhere.
+std::string default_schema_path() { return locate_data_file("configs/policy.schema.json"); }
 
 quant::QuantSpec parse_spec_flag(const std::string& flag, const std::string& text, quant::Role role) {
   try {
@@ -89,10 +91,11 @@ int policy_check(const std::vector<std::string>& args) {
   // with line/column and key paths). The schema check that follows is this verb's alone: it confirms
   // that the file also conforms to the published schema (docs for other tools), not a second gate on load.
   Policy p = load_policy(path);
-  // Schema: an explicit --schema must exist; the default one is used when the source tree is present.
+  // Schema: an explicit --schema must exist; the default one is used when it is installed or in the source
+  // tree (data_files.h).
   std::string schema_path = schema.empty() ? default_schema_path() : schema;
   bool schema_checked = false;
-  if (!schema.empty() || file_exists(schema_path)) {
+  if (!schema_path.empty()) {
     JsonSchema::load(schema_path).check(nlohmann::json::parse(read_text_file(path)), path);
     schema_checked = true;
   }

@@ -105,10 +105,7 @@ int cmd_search(const std::vector<std::string>& args) {
   std::optional<double> kib, bits;
   if (vm.count("budget-kib")) kib = budget_kib;
   if (vm.count("avg-bits")) bits = avg_bits;
-  // A shipped space named relative to the source tree (the default) also works from another directory.
-  if (!file_exists(so.space_path) && !so.space_path.empty() && so.space_path[0] != '/' &&
-      file_exists(std::string(AUTOQNN_SOURCE_DIR) + "/" + so.space_path))
-    so.space_path = std::string(AUTOQNN_SOURCE_DIR) + "/" + so.space_path;
+  so.space_path = find_search_space(so.space_path);  // a path or name: cwd, installed, next to the exe, source tree
   if (kib && bits) throw UsageError("give either --budget-kib or --avg-bits, not both");
   if (!kib && !bits) throw UsageError("a weight budget is required: --budget-kib X or --avg-bits B");
   if (so.out.empty()) throw UsageError("--out is required (the policy JSON to write)");
