@@ -28,7 +28,8 @@ quant::QuantSpec parse_spec_flag(const std::string& flag, const std::string& tex
 
 int policy_uniform(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string weight, act = "fp32", out;
+  OutputOptions out;
+  std::string weight, act = "fp32";
   int keep = 0;
   po::options_description desc("policy uniform options");
   desc.add_options()
@@ -37,8 +38,8 @@ int policy_uniform(const std::vector<std::string>& args) {
     ("weight", po::value(&weight)->required(), "weight spec for every layer, e.g. fixed:4, esb:4:k=1, fp32")
     ("act", po::value(&act)->default_value(act), "input-activation spec for every layer (fp32 = float)")
     ("keep-first-last", po::value(&keep)->default_value(0),
-     "put the first and last layer at fixed:<B> (weights, and activations when --act is not fp32); 0 = off")
-    ("out", po::value(&out)->required(), "policy JSON to write");
+     "put the first and last layer at fixed:<B> (weights, and activations when --act is not fp32); 0 = off");
+  out.add(desc, "policy JSON to write");
   po::variables_map vm;
   if (!parse("policy uniform", "--model NAME --weight SPEC [--act SPEC] [--keep-first-last B] --out P.json", desc,
              args, vm))
@@ -50,43 +51,44 @@ int policy_uniform(const std::vector<std::string>& args) {
   auto model = make_model(c.model, c.model_config());
   Policy p = uniform_policy(*model, w, a, keep);
   check_policy(p, *model);  // constructs every quantizer once: scheme-specific parameter errors surface here
-  save_policy(out, p);
-  log_info("wrote " + out + ": " + c.model + ", " + std::to_string(p.layers.size()) + " layers, " +
+  save_policy(out.path, p);
+  log_info("wrote " + out.path + ": " + c.model + ", " + std::to_string(p.layers.size()) + " layers, " +
            std::to_string(p.totals.weight_bytes) + " weight bytes, " + std::to_string(p.totals.avg_weight_bits) +
            " bits/weight");
   return 0;
 }
 
 int policy_show(const std::vector<std::string>& args) {
-  std::string path;
+  PolicyOptions pol;
   bool json = false;
   po::options_description desc("policy show options");
-  desc.add_options()
-    ("policy", po::value(&path)->required(), "policy JSON (also the positional argument)")
+  pol.add(desc, "policy JSON (also the positional argument)")
     ("json", po::bool_switch(&json), "print the canonical JSON instead of the table");
   po::positional_options_description pos;
   pos.add("policy", 1);
   po::variables_map vm;
   if (!parse("policy show", "P.json [--json]", desc, args, vm, &pos)) return 0;
-  Policy p = load_policy(path);
+  Policy p = load_policy(pol.path);
   std::cout << (json ? p.dump() : format_policy_table(p));
   return 0;
 }
 
 int policy_check(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string path, schema;
+  PolicyOptions pol;
+  std::string schema;
   po::options_description desc("policy check options");
   desc.add_options()
     ("model", po::value(&c.model), "model the policy must fit (default: the policy's own model)")
     ("dataset", po::value(&c.dataset), "input shape to build the model with (default: the policy's model.input)")
-    ("schema", po::value(&schema), "JSON Schema to validate against (default: configs/policy.schema.json)")
-    ("policy", po::value(&path)->required(), "policy JSON (also the positional argument)");
+    ("schema", po::value(&schema), "JSON Schema to validate against (default: configs/policy.schema.json)");
+  pol.add(desc, "policy JSON (also the positional argument)");
   po::positional_options_description pos;
   pos.add("policy", 1);
   po::variables_map vm;
   if (!parse("policy check", "--model NAME P.json", desc, args, vm, &pos)) return 0;
 
+  const std::string& path = pol.path;
   // The policy's validator is the reader (Policy::from_json, as on every load: syntax, structure, specs,
   // with line/column and key paths). The schema check that follows is this verb's alone: it confirms
   // that the file also conforms to the published schema (docs for other tools), not a second gate on load.
