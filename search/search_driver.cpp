@@ -247,7 +247,7 @@ SearchResult run_search(const SearchOptions& opt) {
   const torch::Device device = opt.device;
   seed_everything(opt.seed);
 
-  SearchSpace space = SearchSpace::load(opt.space_path);
+  SearchSpace space = SearchSpace::load(find_search_space(opt.space_path));  // a path or a shipped name
   CheckpointMeta ck = checked_start(opt);
   ModelPtr model = factory(opt.model, ck.config);
   load_checkpoint_weights(opt.checkpoint, *model);

@@ -12,9 +12,11 @@
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
 #include "quantizers/registry.h"
+#include "../src/cli/policy_table.h"  // the table is the CLI's (autoqnn policy show)
 
 namespace fs = std::filesystem;
 using namespace autoqnn;
+using autoqnn::cli::format_policy_table;
 using nlohmann::json;
 using quant::QuantSpec;
 

@@ -1,6 +1,9 @@
 // The per-layer quantization policy: the contract between search and deployment (docs/policy.md,
 // configs/policy.schema.json). Versioned JSON; layer facts (shape, params, MACs, bytes) are derived from
 // the model and re-checked on read so a policy cannot silently be applied to another model.
+// Implemented one concept per file: policy.cpp (members, blank / uniform policies), policy_io.cpp (JSON,
+// files; the one validator of a policy on load), policy_totals.cpp (cost accounting), policy_check.cpp,
+// policy_apply.cpp.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -65,7 +68,8 @@ struct Policy {
   // 2-space indent, trailing newline. A function of the Policy only, so write -> read -> write is
   // byte-identical.
   std::string dump() const;
-  // Parses and validates the structure. Throws PolicyError naming the source, key or layer.
+  // Parses and validates the structure. Throws PolicyError naming the source, key or layer. The single
+  // validator of a policy document on load (the JSON Schema is not applied on load; see policy_io.cpp).
   static Policy from_json(const nlohmann::json& j, const std::string& source = "policy");
 };
 
@@ -99,7 +103,9 @@ Policy parse_policy(const std::string& text, const std::string& source = "policy
 int policy_required_version(const Policy& p);
 void save_policy(const std::string& path, const Policy& p);  // atomic
 
-// Human-readable per-layer table + totals (autoqnn policy show).
-std::string format_policy_table(const Policy& p);
+// "6x1x5x5" ("scalar" for no dimensions): weight shapes in messages and tables.
+std::string shape_string(const std::vector<int64_t>& shape);
+
+// (The human-readable table of `autoqnn policy show` is the CLI's: src/cli/policy_table.h.)
 
 }  // namespace autoqnn

@@ -5,6 +5,8 @@
 #include <functional>
 #include <string>
 
+#include "autoqnn/data_files.h"  // run-time data files (configs/...): find_data_file, find_search_space
+
 namespace autoqnn {
 
 // Intra-op threads: `threads` > 0, else the number of cores (Debian's LibTorch defaults to one).

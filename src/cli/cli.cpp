@@ -55,6 +55,20 @@ torch::Device setup_runtime(const CommonOptions& c) {
   return device;
 }
 
+po::options_description_easy_init PathOption::add(po::options_description& desc, const char* help, Need need) {
+  auto* v = po::value(&path);
+  if (need == Need::Required) v->required();
+  return desc.add_options()(flag, v, help);
+}
+
+po::options_description_easy_init CalibBatchOptions::add(po::options_description& desc, const char* help) {
+  return desc.add_options()("calib-batches", po::value(&batches)->default_value(batches), help);
+}
+
+void CalibBatchOptions::check() const {
+  if (batches < 0) throw UsageError("--calib-batches must be >= 0");
+}
+
 bool parse(const std::string& verb, const std::string& synopsis, po::options_description& desc,
            const std::vector<std::string>& args, po::variables_map& vm,
            const po::positional_options_description* positional) {

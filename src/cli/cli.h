@@ -45,6 +45,39 @@ void add_common_options(po::options_description& desc, CommonOptions& c, bool wi
 // Applies --threads, --seed, checks --device; returns the device. Logs the set-up to stderr.
 torch::Device setup_runtime(const CommonOptions& c);
 
+// ---- option groups: a flag that several verbs share is declared here once, with its checks. The verb
+// passes its own help text and whether the flag is required; add() returns desc.add_options() so that
+// the verb's own options can follow in the same chain (the order of --help stays the verb's).
+enum class Need { Required, Optional };
+
+// A path flag, --<flag> PATH ("" when not given).
+struct PathOption {
+  const char* flag;
+  std::string path;
+  po::options_description_easy_init add(po::options_description& desc, const char* help,
+                                        Need need = Need::Required);
+};
+// --checkpoint PATH: the checkpoint a verb reads.
+struct CheckpointOptions : PathOption {
+  CheckpointOptions() : PathOption{"checkpoint", {}} {}
+};
+// --policy PATH: a policy JSON to read.
+struct PolicyOptions : PathOption {
+  PolicyOptions() : PathOption{"policy", {}} {}
+};
+// --out PATH: what the verb writes.
+struct OutputOptions : PathOption {
+  OutputOptions() : PathOption{"out", {}} {}
+};
+// --calib-batches N: training mini-batches that calibrate data-dependent quantizer state.
+struct CalibBatchOptions {
+  int64_t batches;
+  explicit CalibBatchOptions(int64_t default_batches) : batches(default_batches) {}
+  // Declares the flag with `batches` as its default.
+  po::options_description_easy_init add(po::options_description& desc, const char* help);
+  void check() const;  // UsageError("--calib-batches must be >= 0") unless batches >= 0
+};
+
 // Parses `args` into `vm`. Returns false when --help was given (help already printed to stdout).
 // Unknown options, bad values, missing required options -> UsageError naming the option.
 bool parse(const std::string& verb, const std::string& synopsis, po::options_description& desc,

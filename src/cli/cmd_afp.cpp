@@ -18,21 +18,23 @@ namespace {
 
 int run_afp(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string ckpt, out, search = "anneal", act = "fp32", qout;
+  CheckpointOptions ck;
+  OutputOptions out;
+  CalibBatchOptions calib(8);
+  std::string search = "anneal", act = "fp32", qout;
   int bits = 5;
   bool per_layer = false, eval = false, json = false;
   po::options_description desc("afp options");
   add_common_options(desc, c);
-  desc.add_options()
-    ("checkpoint", po::value(&ckpt)->required(), "FP32 checkpoint")
+  ck.add(desc, "FP32 checkpoint")
     ("bits", po::value(&bits)->required(), "total AFP bits N = 1 + E + M")
     ("per-layer", po::bool_switch(&per_layer), "choose E per layer (default: one E for the whole model)")
     ("search", po::value(&search)->default_value(search), "anneal | exhaustive")
-    ("act", po::value(&act)->default_value(act), "input-activation spec of every layer (AFP quantizes weights)")
-    ("out", po::value(&out)->required(), "AFP policy JSON to write (atomically)")
+    ("act", po::value(&act)->default_value(act), "input-activation spec of every layer (AFP quantizes weights)");
+  out.add(desc, "AFP policy JSON to write (atomically)")
     ("checkpoint-out", po::value(&qout), "also write the quantized checkpoint (weights calibrated; act ranges "
-                                         "from --calib-batches)")
-    ("calib-batches", po::value<int64_t>()->default_value(8), "calibration batches for quantized activations")
+                                         "from --calib-batches)");
+  calib.add(desc, "calibration batches for quantized activations")
     ("eval", po::bool_switch(&eval), "evaluate the AFP model on the test split")
     ("json", po::bool_switch(&json), "with --eval: one JSON object on stdout");
   po::variables_map vm;
@@ -50,8 +52,8 @@ int run_afp(const std::vector<std::string>& args) {
   }
   auto device = setup_runtime(c);
   std::string expect = vm["model"].defaulted() ? "" : c.model;
-  auto loaded = load_model(ckpt, expect, c.model_config());
-  if (loaded.has_policy) throw std::runtime_error("checkpoint '" + ckpt + "' is already quantized; afp takes an FP32 checkpoint");
+  auto loaded = load_model(ck.path, expect, c.model_config());
+  if (loaded.has_policy) throw std::runtime_error("checkpoint '" + ck.path + "' is already quantized; afp takes an FP32 checkpoint");
   Model& model = *loaded.model;
   auto layers = quant_layers(model);
   std::vector<torch::Tensor> ws;
@@ -107,12 +109,12 @@ int run_afp(const std::vector<std::string>& args) {
   }
   update_totals(p);
   p.search = prov;
-  save_policy(out, p);
-  std::cout << "wrote " << out << " (" << p.totals.weight_bytes << " weight bytes, " << p.totals.avg_weight_bits
+  save_policy(out.path, p);
+  std::cout << "wrote " << out.path << " (" << p.totals.weight_bytes << " weight bytes, " << p.totals.avg_weight_bits
             << " bits/weight)" << std::endl;
   if (!qout.empty() || eval) {
     CalibOptions co;
-    co.batches = aspec.is_fp() ? 0 : vm["calib-batches"].as<int64_t>();
+    co.batches = aspec.is_fp() ? 0 : calib.batches;
     co.batch_size = c.batch_size;
     co.seed = c.seed;
     co.device = device;
@@ -120,7 +122,7 @@ int run_afp(const std::vector<std::string>& args) {
     convert_model(model, p, &splits.full_train, co);
     if (!qout.empty()) {
       CheckpointMeta qm = quantized_meta(model, p, c.dataset, 0);
-      qm.extra = {{"converted_from", ckpt}, {"afp", prov}};
+      qm.extra = {{"converted_from", ck.path}, {"afp", prov}};
       save_checkpoint(qout, model, qm);
     }
     if (eval) {

@@ -2,6 +2,7 @@
 // quantized (a sensitivity table, CSV + readable; docs/ptq.md). `search --init-from-sensitivity` reads it.
 #include <iostream>
 
+#include "autoqnn/data_files.h"
 #include "autoqnn/model_io.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/sensitivity.h"
@@ -13,31 +14,33 @@ namespace {
 
 int run_analyze(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string ckpt, space_path = "configs/search_space/default.json", out;
+  CheckpointOptions ck;
+  OutputOptions out;
+  std::string space_path = "configs/search_space/default.json";
   ptq::SensitivityOptions so;
+  CalibBatchOptions calib(so.calib_batches);
   bool no_accuracy = false;
   std::string split = "val";
   po::options_description desc("analyze options");
   add_common_options(desc, c);
-  desc.add_options()
-    ("checkpoint", po::value(&ckpt)->required(), "FP32 checkpoint")
-    ("space", po::value(&space_path)->default_value(space_path), "search space JSON: the candidates per layer")
-    ("out", po::value(&out)->required(), "sensitivity CSV to write (atomically)")
-    ("calib-batches", po::value(&so.calib_batches)->default_value(so.calib_batches),
-     "training mini-batches calibrating the layer's activation quantizer")
+  ck.add(desc, "FP32 checkpoint")
+    ("space", po::value(&space_path)->default_value(space_path),
+     "search space JSON: the candidates per layer (or a name in configs/search_space/, e.g. lowbit)");
+  out.add(desc, "sensitivity CSV to write (atomically)");
+  calib.add(desc, "training mini-batches calibrating the layer's activation quantizer")
     ("no-accuracy", po::bool_switch(&no_accuracy), "weight errors only (no evaluation per candidate)")
     ("eval-split", po::value(&split)->default_value(split),
      "where the accuracy drop is measured: val (held out of the training set; use it to steer a search) | test");
   po::variables_map vm;
   if (!parse("analyze", "--model NAME --checkpoint FP.pt [--space SPACE] --out S.csv", desc, args, vm)) return 0;
-  if (so.calib_batches < 0) throw UsageError("--calib-batches must be >= 0");
+  calib.check();
   if (split != "val" && split != "test") throw UsageError("--eval-split must be val or test, got '" + split + "'");
   auto device = setup_runtime(c);
-  auto space = search::SearchSpace::load(space_path);
+  auto space = search::SearchSpace::load(find_search_space(space_path));
   std::string expect = vm["model"].defaulted() ? "" : c.model;
-  auto loaded = load_model(ckpt, expect, c.model_config());
+  auto loaded = load_model(ck.path, expect, c.model_config());
   if (loaded.has_policy)
-    throw std::runtime_error("checkpoint '" + ckpt + "' is already quantized; analyze takes an FP32 checkpoint");
+    throw std::runtime_error("checkpoint '" + ck.path + "' is already quantized; analyze takes an FP32 checkpoint");
   Model& model = *loaded.model;
   std::vector<std::string> names;
   for (const auto& l : quant_layers(model)) names.push_back(l.name);
@@ -47,6 +50,7 @@ int run_analyze(const std::vector<std::string>& args) {
     cands.emplace_back();
     for (int64_t k = 0; k < s.size(); ++k) cands.back().emplace_back(s.weight[s.weight_index(k)], s.act[s.act_index(k)]);
   }
+  so.calib_batches = calib.batches;
   so.batch_size = c.batch_size;
   so.seed = c.seed;
   so.device = device;
@@ -59,8 +63,8 @@ int run_analyze(const std::vector<std::string>& args) {
                                        val ? splits.val : splits.test, so, &fp);
   log_info("analyze: accuracy drops measured on the " + split + " split (" +
            std::to_string((val ? splits.val : splits.test).size()) + " images)");
-  atomic_write_text(out, ptq::sensitivity_csv(rows));
-  std::cout << ptq::sensitivity_table(rows, fp) << "wrote " << out << " (" << rows.size() << " rows)" << std::endl;
+  atomic_write_text(out.path, ptq::sensitivity_csv(rows));
+  std::cout << ptq::sensitivity_table(rows, fp) << "wrote " << out.path << " (" << rows.size() << " rows)" << std::endl;
   return 0;
 }
 

@@ -12,21 +12,22 @@ namespace {
 
 int run_convert(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string ckpt, policy_path, out;
-  int64_t calib = 8;
+  CheckpointOptions ck;
+  PolicyOptions pol;
+  OutputOptions out;
+  CalibBatchOptions calib(8);
   po::options_description desc("convert options");
   add_common_options(desc, c);
-  desc.add_options()
-    ("checkpoint", po::value(&ckpt)->required(), "FP32 checkpoint (autoqnn train)")
-    ("policy", po::value(&policy_path)->required(), "quantization policy JSON")
-    ("calib-batches", po::value(&calib)->default_value(calib),
-     "training mini-batches used to calibrate data-dependent quantizer state (0 = weights only)")
-    ("out", po::value(&out)->required(), "quantized checkpoint to write (atomically)");
+  ck.add(desc, "FP32 checkpoint (autoqnn train)");
+  pol.add(desc, "quantization policy JSON");
+  calib.add(desc, "training mini-batches used to calibrate data-dependent quantizer state (0 = weights only)");
+  out.add(desc, "quantized checkpoint to write (atomically)");
   po::variables_map vm;
   if (!parse("convert", "--model NAME --checkpoint FP.pt --policy P.json --out Q.pt [--calib-batches N]", desc, args,
              vm))
     return 0;
-  if (calib < 0) throw UsageError("--calib-batches must be >= 0");
+  calib.check();
+  const std::string &ckpt = ck.path, &policy_path = pol.path;
   auto device = setup_runtime(c);
 
   auto meta = read_checkpoint_meta(ckpt);
@@ -39,12 +40,12 @@ int run_convert(const std::vector<std::string>& args) {
   model.to(device);
 
   CalibOptions co;
-  co.batches = calib;
+  co.batches = calib.batches;
   co.batch_size = c.batch_size;
   co.seed = c.seed;
   co.device = device;
   CalibStats st;
-  if (calib > 0) {
+  if (calib.batches > 0) {
     auto splits = load_splits(c.data_options());
     st = calibrate_model(model, splits.full_train, co);
   } else {
@@ -60,8 +61,8 @@ int run_convert(const std::vector<std::string>& args) {
               {"calib_batches", st.batches},
               {"calib_images", st.images},
               {"seed", c.seed}};
-  save_checkpoint(out, model, qm);
-  std::cout << "wrote " << out << ": " << meta.model << " quantized with " << policy_path << " ("
+  save_checkpoint(out.path, model, qm);
+  std::cout << "wrote " << out.path << ": " << meta.model << " quantized with " << policy_path << " ("
             << loaded.policy.totals.weight_bytes << " weight bytes, " << loaded.policy.totals.avg_weight_bits
             << " bits/weight)\n";
   return 0;

@@ -12,18 +12,17 @@ namespace autoqnn::cli {
 
 static int run_eval(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string ckpt, policy;
+  CheckpointOptions ck;
+  PolicyOptions pol;
+  CalibBatchOptions calib(8);
   bool json = false;
   int bits = 0;
-  int64_t calib = 8;
   po::options_description desc("eval options");
   add_common_options(desc, c);
-  desc.add_options()
-    ("checkpoint", po::value(&ckpt)->required(), "checkpoint to evaluate")
-    ("policy", po::value(&policy), "quantization policy JSON (default: the one recorded in the checkpoint)")
-    ("bits", po::value(&bits), "AdaBits checkpoints: run the switchable model at this listed bitwidth")
-    ("calib-batches", po::value(&calib)->default_value(calib),
-     "--policy on a checkpoint without it: training batches that calibrate the new quantizers")
+  ck.add(desc, "checkpoint to evaluate");
+  pol.add(desc, "quantization policy JSON (default: the one recorded in the checkpoint)", Need::Optional)
+    ("bits", po::value(&bits), "AdaBits checkpoints: run the switchable model at this listed bitwidth");
+  calib.add(desc, "--policy on a checkpoint without it: training batches that calibrate the new quantizers")
     ("json", po::bool_switch(&json), "print one JSON object on stdout");
   po::variables_map vm;
   if (!parse("eval", "--model NAME --checkpoint CKPT [--policy P.json] [--json]", desc, args, vm)) return 0;
@@ -31,7 +30,8 @@ static int run_eval(const std::vector<std::string>& args) {
   auto device = setup_runtime(c);
   // --model defaults to lenet5; an explicit value must match the checkpoint.
   std::string expect = vm["model"].defaulted() ? "" : c.model;
-  if (calib < 0) throw UsageError("--calib-batches must be >= 0");
+  calib.check();
+  const std::string &ckpt = ck.path, &policy = pol.path;
   // A given policy that the checkpoint was not trained with (an FP32 checkpoint, or other quantizers) has
   // quantizers with no data-dependent state yet: calibrate them as `convert` does before measuring.
   bool needs_calibration = false;
@@ -51,11 +51,11 @@ static int run_eval(const std::vector<std::string>& args) {
   DataOptions d = c.data_options();
   // eval reads only the test split (plus the calibration batches when it calibrates)
   // (the same training images and shuffle as `convert`, so both give the same quantizers)
-  if (!(needs_calibration && calib > 0)) d.train_limit = 1;
+  if (!(needs_calibration && calib.batches > 0)) d.train_limit = 1;
   auto splits = load_splits(d);
-  if (needs_calibration && calib > 0) {
+  if (needs_calibration && calib.batches > 0) {
     CalibOptions co;
-    co.batches = calib;
+    co.batches = calib.batches;
     co.batch_size = c.batch_size;
     co.seed = c.seed;
     co.device = device;

@@ -16,14 +16,15 @@ namespace {
 
 int run_export(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string ckpt, policy_path, out;
+  CheckpointOptions ck;
+  PolicyOptions pol;
+  OutputOptions output;
   bool verify = false, json = false;
   po::options_description desc("export options");
   add_common_options(desc, c);
-  desc.add_options()
-    ("checkpoint", po::value(&ckpt)->required(), "quantized checkpoint (autoqnn convert / finetune)")
-    ("policy", po::value(&policy_path), "policy JSON (default: the one recorded in the checkpoint; must match it)")
-    ("out", po::value(&out)->required(), "safetensors file to write")
+  ck.add(desc, "quantized checkpoint (autoqnn convert / finetune)");
+  pol.add(desc, "policy JSON (default: the one recorded in the checkpoint; must match it)", Need::Optional);
+  output.add(desc, "safetensors file to write")
     ("verify", po::bool_switch(&verify), "reload the file and check it bit for bit before it replaces --out")
     ("json", po::bool_switch(&json), "print one JSON object on stdout");
   po::variables_map vm;
@@ -31,6 +32,7 @@ int run_export(const std::vector<std::string>& args) {
              args, vm))
     return 0;
   setup_runtime(c);  // export runs on the CPU
+  const std::string &ckpt = ck.path, &policy_path = pol.path, &out = output.path;
 
   auto meta = read_checkpoint_meta(ckpt);
   if (meta.policy.is_null() && policy_path.empty())

@@ -24,26 +24,27 @@ bool same_specs(const Policy& a, const Policy& b) {
 int run_finetune(const std::vector<std::string>& args) {
   CommonOptions c;
   TrainOptions t;
-  std::string ckpt, policy_path, out;
+  CheckpointOptions ck;
+  PolicyOptions pol;
+  OutputOptions output;
+  CalibBatchOptions calib(8);
   bool resume = false, hflip = false;
-  int64_t crop = 0, calib = 8;
+  int64_t crop = 0;
   po::options_description desc("finetune options");
   add_common_options(desc, c);
-  desc.add_options()
-    ("checkpoint", po::value(&ckpt), "starting checkpoint: FP32 (then --policy is required and the quantizers are "
-                                      "calibrated first) or quantized (autoqnn convert)")
-    ("policy", po::value(&policy_path), "quantization policy JSON (default: the one recorded in the checkpoint)")
+  ck.add(desc, "starting checkpoint: FP32 (then --policy is required and the quantizers are calibrated first) or "
+              "quantized (autoqnn convert)", Need::Optional);
+  pol.add(desc, "quantization policy JSON (default: the one recorded in the checkpoint)", Need::Optional)
     ("epochs", po::value(&t.epochs)->default_value(2), "finetuning epochs")
     ("lr", po::value(&t.lr)->default_value(0.01), "peak learning rate (cosine schedule)")
     ("momentum", po::value(&t.momentum)->default_value(0.9), "SGD momentum")
     ("weight-decay", po::value(&t.weight_decay)->default_value(1e-4), "weight decay (conv/linear weights)")
     ("schedule", po::value(&t.schedule)->default_value("cosine"), "cosine | step | constant")
-    ("quant-lr-scale", po::value(&t.quant_lr_scale)->default_value(1.0), "lr multiplier for quantizer parameters")
-    ("calib-batches", po::value(&calib)->default_value(calib),
-     "calibration batches when starting from an FP32 checkpoint")
+    ("quant-lr-scale", po::value(&t.quant_lr_scale)->default_value(1.0), "lr multiplier for quantizer parameters");
+  calib.add(desc, "calibration batches when starting from an FP32 checkpoint")
     ("crop-padding", po::value(&crop)->default_value(0), "augmentation: random crop with this zero padding (0 = off)")
-    ("hflip", po::bool_switch(&hflip), "augmentation: random horizontal flip")
-    ("out", po::value(&out)->required(), "quantized checkpoint (written atomically after every epoch)")
+    ("hflip", po::bool_switch(&hflip), "augmentation: random horizontal flip");
+  output.add(desc, "quantized checkpoint (written atomically after every epoch)")
     ("resume", po::bool_switch(&resume), "continue from the checkpoint at --out (weights, optimizer, epoch)");
   po::variables_map vm;
   if (!parse("finetune", "--model NAME --checkpoint CKPT [--policy P.json] --epochs N --out Q.pt [--resume]", desc,
@@ -52,7 +53,9 @@ int run_finetune(const std::vector<std::string>& args) {
   if (t.epochs <= 0) throw UsageError("--epochs must be positive");
   if (t.lr <= 0) throw UsageError("--lr must be positive");
   if (crop < 0) throw UsageError("--crop-padding must be >= 0");
-  if (calib < 0) throw UsageError("--calib-batches must be >= 0");
+  calib.check();
+  std::string ckpt = ck.path;  // --resume takes it from the checkpoint at --out
+  const std::string &policy_path = pol.path, &out = output.path;
   if (!resume && ckpt.empty()) throw UsageError("--checkpoint is required (unless --resume)");
   t.augment.crop_padding = crop;
   t.augment.hflip = hflip;
@@ -91,7 +94,7 @@ int run_finetune(const std::vector<std::string>& args) {
   auto splits = load_splits(c.data_options());
   if (needs_calibration) {
     CalibOptions co;
-    co.batches = calib;
+    co.batches = calib.batches;
     co.batch_size = c.batch_size;
     co.seed = c.seed;
     co.device = t.device;

@@ -1,10 +1,12 @@
 // autoqnn policy uniform | show | check: write uniform baselines, print a policy, validate one.
 #include <iostream>
 
+#include "autoqnn/data_files.h"
 #include "autoqnn/json_schema.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
 #include "cli.h"
+#include "policy_table.h"
 #include "quantizers/registry.h"
 
 namespace autoqnn::cli {
@@ -13,7 +15,8 @@ namespace {
 
 const char* kSubs = "uniform | show | check";
 
-std::string default_schema_path() { return std::string(AUTOQNN_SOURCE_DIR) + "/configs/policy.schema.json"; }
+// The published schema, found like every data file (data_files.h); "" when it is nowhere.
+std::string default_schema_path() { return locate_data_file("configs/policy.schema.json"); }
 
 quant::QuantSpec parse_spec_flag(const std::string& flag, const std::string& text, quant::Role role) {
   try {
@@ -25,7 +28,8 @@ quant::QuantSpec parse_spec_flag(const std::string& flag, const std::string& tex
 
 int policy_uniform(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string weight, act = "fp32", out;
+  OutputOptions out;
+  std::string weight, act = "fp32";
   int keep = 0;
   po::options_description desc("policy uniform options");
   desc.add_options()
@@ -34,8 +38,8 @@ int policy_uniform(const std::vector<std::string>& args) {
     ("weight", po::value(&weight)->required(), "weight spec for every layer, e.g. fixed:4, esb:4:k=1, fp32")
     ("act", po::value(&act)->default_value(act), "input-activation spec for every layer (fp32 = float)")
     ("keep-first-last", po::value(&keep)->default_value(0),
-     "put the first and last layer at fixed:<B> (weights, and activations when --act is not fp32); 0 = off")
-    ("out", po::value(&out)->required(), "policy JSON to write");
+     "put the first and last layer at fixed:<B> (weights, and activations when --act is not fp32); 0 = off");
+  out.add(desc, "policy JSON to write");
   po::variables_map vm;
   if (!parse("policy uniform", "--model NAME --weight SPEC [--act SPEC] [--keep-first-last B] --out P.json", desc,
              args, vm))
@@ -47,48 +51,53 @@ int policy_uniform(const std::vector<std::string>& args) {
   auto model = make_model(c.model, c.model_config());
   Policy p = uniform_policy(*model, w, a, keep);
   check_policy(p, *model);  // constructs every quantizer once: scheme-specific parameter errors surface here
-  save_policy(out, p);
-  log_info("wrote " + out + ": " + c.model + ", " + std::to_string(p.layers.size()) + " layers, " +
+  save_policy(out.path, p);
+  log_info("wrote " + out.path + ": " + c.model + ", " + std::to_string(p.layers.size()) + " layers, " +
            std::to_string(p.totals.weight_bytes) + " weight bytes, " + std::to_string(p.totals.avg_weight_bits) +
            " bits/weight");
   return 0;
 }
 
 int policy_show(const std::vector<std::string>& args) {
-  std::string path;
+  PolicyOptions pol;
   bool json = false;
   po::options_description desc("policy show options");
-  desc.add_options()
-    ("policy", po::value(&path)->required(), "policy JSON (also the positional argument)")
+  pol.add(desc, "policy JSON (also the positional argument)")
     ("json", po::bool_switch(&json), "print the canonical JSON instead of the table");
   po::positional_options_description pos;
   pos.add("policy", 1);
   po::variables_map vm;
   if (!parse("policy show", "P.json [--json]", desc, args, vm, &pos)) return 0;
-  Policy p = load_policy(path);
+  Policy p = load_policy(pol.path);
   std::cout << (json ? p.dump() : format_policy_table(p));
   return 0;
 }
 
 int policy_check(const std::vector<std::string>& args) {
   CommonOptions c;
-  std::string path, schema;
+  PolicyOptions pol;
+  std::string schema;
   po::options_description desc("policy check options");
   desc.add_options()
     ("model", po::value(&c.model), "model the policy must fit (default: the policy's own model)")
     ("dataset", po::value(&c.dataset), "input shape to build the model with (default: the policy's model.input)")
-    ("schema", po::value(&schema), "JSON Schema to validate against (default: configs/policy.schema.json)")
-    ("policy", po::value(&path)->required(), "policy JSON (also the positional argument)");
+    ("schema", po::value(&schema), "JSON Schema to validate against (default: configs/policy.schema.json)");
+  pol.add(desc, "policy JSON (also the positional argument)");
   po::positional_options_description pos;
   pos.add("policy", 1);
   po::variables_map vm;
   if (!parse("policy check", "--model NAME P.json", desc, args, vm, &pos)) return 0;
 
-  Policy p = load_policy(path);  // syntax, structure, specs (line/column, key paths)
-  // Schema: an explicit --schema must exist; the default one is used when the source tree is present.
+  const std::string& path = pol.path;
+  // The policy's validator is the reader (Policy::from_json, as on every load: syntax, structure, specs,
+  // with line/column and key paths). The schema check that follows is this verb's alone: it confirms
+  // that the file also conforms to the published schema (docs for other tools), not a second gate on load.
+  Policy p = load_policy(path);
+  // Schema: an explicit --schema must exist; the default one is used when it is installed or in the source
+  // tree (data_files.h).
   std::string schema_path = schema.empty() ? default_schema_path() : schema;
   bool schema_checked = false;
-  if (!schema.empty() || file_exists(schema_path)) {
+  if (!schema_path.empty()) {
     JsonSchema::load(schema_path).check(nlohmann::json::parse(read_text_file(path)), path);
     schema_checked = true;
   }

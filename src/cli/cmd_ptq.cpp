@@ -15,12 +15,14 @@ namespace {
 int run_ptq_verb(const std::vector<std::string>& args) {
   CommonOptions c;
   ptq::PtqOptions o;
-  std::string ckpt, out, policy_out, weight = "uniform:4:per_channel", act = "uniform:4:asym", aciq, bit_alloc, bc;
+  CheckpointOptions ck;
+  OutputOptions output;
+  CalibBatchOptions calib(o.calib_batches);
+  std::string policy_out, weight = "uniform:4:per_channel", act = "uniform:4:asym", aciq, bit_alloc, bc;
   bool eval = false, json = false, no_guard = false;
   po::options_description desc("ptq options");
   add_common_options(desc, c);
-  desc.add_options()
-    ("checkpoint", po::value(&ckpt)->required(), "FP32 checkpoint (autoqnn train)")
+  ck.add(desc, "FP32 checkpoint (autoqnn train)")
     ("weight", po::value(&weight)->default_value(weight), "weight quantizer spec of every layer")
     ("act", po::value(&act)->default_value(act), "input-activation quantizer spec of every layer (fp32 = none)")
     ("keep-first-last", po::value(&o.keep_first_last)->default_value(0),
@@ -33,10 +35,9 @@ int run_ptq_verb(const std::vector<std::string>& args) {
     ("max-channel-bits", po::value(&o.max_channel_bits)->default_value(o.max_channel_bits),
      "upper clamp of the per-channel allocation")
     ("bias-correction", po::value(&bc), "weight bias correction: mean | mean+var")
-    ("fold-bn", po::bool_switch(&o.fold_bn), "fold BatchNorm into the preceding convolutions first")
-    ("calib-batches", po::value(&o.calib_batches)->default_value(o.calib_batches),
-     "training mini-batches for activation statistics and ranges")
-    ("out", po::value(&out)->required(), "quantized checkpoint to write (atomically)")
+    ("fold-bn", po::bool_switch(&o.fold_bn), "fold BatchNorm into the preceding convolutions first");
+  calib.add(desc, "training mini-batches for activation statistics and ranges");
+  output.add(desc, "quantized checkpoint to write (atomically)")
     ("policy-out", po::value(&policy_out)->required(), "policy JSON to write (atomically)")
     ("eval", po::bool_switch(&eval), "evaluate the result on the test split")
     ("json", po::bool_switch(&json), "with --eval: one JSON object on stdout");
@@ -47,6 +48,8 @@ int run_ptq_verb(const std::vector<std::string>& args) {
              "--out Q.pt --policy-out P.json",
              desc, args, vm))
     return 0;
+  const std::string &ckpt = ck.path, &out = output.path;
+  o.calib_batches = calib.batches;
   try {
     o.weight = quant::QuantSpec::parse(weight);
     o.act = quant::QuantSpec::parse(act);

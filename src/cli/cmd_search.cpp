@@ -76,22 +76,25 @@ std::map<std::string, double> given_budgets(const std::map<std::string, double>&
 int cmd_search(const std::vector<std::string>& args) {
   CommonOptions common;
   search::SearchOptions so;
-  std::string checkpoint, from_state, methods;
+  std::string from_state, methods;
+  CheckpointOptions ck;
+  OutputOptions out;
+  CalibBatchOptions calib(so.calib_batches);
   std::map<std::string, std::string> method_values;
   std::map<std::string, double> budget_values;
   for (const auto& m : search::search_method_table()) methods += (methods.empty() ? "" : " | ") + m.name + " (" + m.summary + ")";
 
   po::options_description desc("search options");
   add_common_options(desc, common);
-  desc.add_options()
-      ("checkpoint", po::value(&checkpoint), "FP32 checkpoint to start from, or an AdaBits one (warm start; required unless --from-state)");
+  ck.add(desc, "FP32 checkpoint to start from, or an AdaBits one (warm start; required unless --from-state)",
+         Need::Optional);
   add_budget_flags(desc, budget_values);
   desc.add_options()
       ("method", po::value(&so.method)->default_value("qss"), ("search method: " + methods).c_str())
       ("space", po::value(&so.space_path)->default_value(so.space_path), "search space JSON")
       ("epochs", po::value(&so.epochs)->default_value(so.epochs), "search epochs (architecture updated)")
-      ("warmup", po::value(&so.warmup)->default_value(so.warmup), "weight-only epochs before the search epochs")
-      ("out", po::value(&so.out), "policy JSON to write (required)")
+      ("warmup", po::value(&so.warmup)->default_value(so.warmup), "weight-only epochs before the search epochs");
+  out.add(desc, "policy JSON to write (required)", Need::Optional)
       ("state", po::value(&so.state), "search-state file, saved each epoch (default: <out>.state.pt)")
       ("log", po::value(&so.log), "CSV log: per epoch, per layer, per candidate probability")
       ("resume", po::bool_switch(&so.resume), "continue the search saved in --state")
@@ -109,12 +112,11 @@ int cmd_search(const std::vector<std::string>& args) {
        "multiplier adaptation rate per architecture step")
       ("budget-tol", po::value(&so.penalty.tol)->default_value(so.penalty.tol),
        "relative band around the weight budget inside which the multiplier decays")
-      ("calib-batches", po::value(&so.calib_batches)->default_value(so.calib_batches),
-       "batches used to calibrate the candidate quantizers before the search")
       ("steps-per-epoch", po::value(&so.max_steps_per_epoch)->default_value(0),
        "cap on the steps of an epoch (0 = a full pass over the train split)")
       ("val-limit", po::value(&so.val_eval_limit)->default_value(0),
        "val images used for the per-epoch accuracy (0 = all)");
+  calib.add(desc, "batches used to calibrate the candidate quantizers before the search");
   po::options_description method_desc("method options (each applies to the methods that declare it)");
   add_method_flags(method_desc, method_values);
   desc.add(method_desc);
@@ -123,11 +125,10 @@ int cmd_search(const std::vector<std::string>& args) {
       "--model NAME --checkpoint FP.pt (--budget-kib X | --avg-bits B) --out policy.json [options]\n"
       "       autoqnn search --from-state STATE (--budget-kib X | --avg-bits B) --out policy.json";
   if (!parse("search", synopsis, desc, args, vm)) return 0;
+  so.out = out.path;
+  so.calib_batches = calib.batches;
 
-  // A shipped space named relative to the source tree (the default) also works from another directory.
-  if (!file_exists(so.space_path) && !so.space_path.empty() && so.space_path[0] != '/' &&
-      file_exists(std::string(AUTOQNN_SOURCE_DIR) + "/" + so.space_path))
-    so.space_path = std::string(AUTOQNN_SOURCE_DIR) + "/" + so.space_path;
+  so.space_path = find_search_space(so.space_path);  // a path or name: cwd, installed, next to the exe, source tree
   so.budgets = given_budgets(budget_values, vm);
   try {
     search::make_budgets(so.budgets, 1);  // flag errors before any work (the model's size is not known yet)
@@ -148,12 +149,13 @@ int cmd_search(const std::vector<std::string>& args) {
     search::rederive_from_state(ro);
     return 0;
   }
+  const std::string& checkpoint = ck.path;
   if (checkpoint.empty()) throw UsageError("--checkpoint is required (the FP32 model to search from)");
   if (!vm.count("model") || vm["model"].defaulted())
     log_info("search: --model not given, using '" + common.model + "'");
   if (so.epochs < 0) throw UsageError("--epochs must be >= 0");
   if (so.warmup < 0) throw UsageError("--warmup must be >= 0");
-  if (so.calib_batches < 0) throw UsageError("--calib-batches must be >= 0");
+  calib.check();
   if (so.max_steps_per_epoch < 0) throw UsageError("--steps-per-epoch must be >= 0");
 
   try {

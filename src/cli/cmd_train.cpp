@@ -117,9 +117,12 @@ int run_train_adabits(const CommonOptions& c, TrainOptions& t, const std::vector
 static int run_train(const std::vector<std::string>& args) {
   CommonOptions c;
   TrainOptions t;
-  std::string out, milestones, adabits, ckpt;
+  OutputOptions output;
+  CheckpointOptions ck;
+  CalibBatchOptions calib(8);
+  std::string milestones, adabits;
   bool resume = false, hflip = false;
-  int64_t crop = 0, calib = 8;
+  int64_t crop = 0;
   po::options_description desc("train options");
   add_common_options(desc, c);
   desc.add_options()
@@ -132,15 +135,16 @@ static int run_train(const std::vector<std::string>& args) {
     ("gamma", po::value(&t.gamma)->default_value(0.1), "step schedule factor")
     ("warmup-epochs", po::value(&t.warmup_epochs)->default_value(0), "linear lr warm-up epochs")
     ("crop-padding", po::value(&crop)->default_value(0), "augmentation: random crop with this zero padding (0 = off)")
-    ("hflip", po::bool_switch(&hflip), "augmentation: random horizontal flip")
-    ("out", po::value(&out)->required(), "output checkpoint (written atomically after every epoch)")
+    ("hflip", po::bool_switch(&hflip), "augmentation: random horizontal flip");
+  output.add(desc, "output checkpoint (written atomically after every epoch)")
     ("resume", po::bool_switch(&resume), "continue from the checkpoint at --out")
     ("adabits", po::value(&adabits), "AdaBits: train ONE switchable model for these bitwidths, e.g. 8,6,5,4 "
-                                     "(needs --checkpoint; --lr defaults to 0.01, --weight-decay to 1e-4)")
-    ("checkpoint", po::value(&ckpt), "--adabits: the FP32 checkpoint to start from")
-    ("calib-batches", po::value(&calib)->default_value(calib), "--adabits: batches calibrating the clips");
+                                     "(needs --checkpoint; --lr defaults to 0.01, --weight-decay to 1e-4)");
+  ck.add(desc, "--adabits: the FP32 checkpoint to start from", Need::Optional);
+  calib.add(desc, "--adabits: batches calibrating the clips");
   po::variables_map vm;
   if (!parse("train", "--model NAME --out FP.pt [options]\n       autoqnn train --adabits 8,6,5,4 --checkpoint FP.pt --out ada.pt [options]", desc, args, vm)) return 0;
+  const std::string &out = output.path, &ckpt = ck.path;
   std::vector<int> ada_bits;
   if (vm.count("adabits")) {
     try {
@@ -149,7 +153,7 @@ static int run_train(const std::vector<std::string>& args) {
       throw UsageError(e.what());
     }
     if (ckpt.empty() && !resume) throw UsageError("--adabits needs --checkpoint FP.pt (the FP32 model to start from)");
-    if (calib < 0) throw UsageError("--calib-batches must be >= 0");
+    calib.check();
     if (vm["lr"].defaulted()) t.lr = 0.01;
     if (vm["weight-decay"].defaulted()) t.weight_decay = 1e-4;
   } else if (!ckpt.empty()) {
@@ -171,7 +175,7 @@ static int run_train(const std::vector<std::string>& args) {
                              {"weight_decay", t.weight_decay}, {"schedule", t.schedule},
                              {"batch_size", t.batch_size}, {"seed", t.seed}, {"crop_padding", crop},
                              {"hflip", hflip}, {"train_limit", c.train_limit}};
-    return run_train_adabits(c, t, ada_bits, ckpt, out, resume, calib, recipe,
+    return run_train_adabits(c, t, ada_bits, ckpt, out, resume, calib.batches, recipe,
                              vm["model"].defaulted() ? "" : c.model);
   }
   auto model = make_model(c.model, c.model_config());
