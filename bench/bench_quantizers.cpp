@@ -46,6 +46,37 @@ void BM_Clone(benchmark::State& state, std::vector<int64_t> shape) {
   state.counters["x_clone"] = 1.0;
 }
 
+// Times forward + backward of `fwd` on x (gradient g). The clone baseline is timed inside the same loop
+// (outside the measured time), so that both see the same machine load; x_clone = min(fwd+bwd) / min(clone),
+// x_clone_mean = mean / mean.
+template <class Fwd>
+void time_against_clone(benchmark::State& state, torch::Tensor& x, const torch::Tensor& g, Fwd fwd) {
+  double fb_sum = 0, fb_min = 1e30, cl_sum = 0, cl_min = 1e30;
+  const auto xd = x.detach();
+  for (auto _ : state) {
+    state.PauseTiming();
+    double c0 = now_s();
+    auto c = xd.clone();
+    benchmark::DoNotOptimize(c.data_ptr());
+    double c1 = now_s();
+    c = torch::Tensor();
+    cl_sum += c1 - c0;
+    cl_min = std::min(cl_min, c1 - c0);
+    x.mutable_grad() = torch::Tensor();
+    state.ResumeTiming();
+    double t0 = now_s();
+    auto y = fwd();
+    y.backward(g);
+    benchmark::DoNotOptimize(x.grad().data_ptr());
+    double t1 = now_s();
+    fb_sum += t1 - t0;
+    fb_min = std::min(fb_min, t1 - t0);
+  }
+  state.counters["x_clone"] = fb_min / cl_min;
+  state.counters["x_clone_mean"] = fb_sum / std::max(cl_sum, 1e-12);
+  state.counters["clone_us"] = cl_min * 1e6;
+}
+
 void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector<int64_t> shape, bool fused) {
   QuantizerPtr q;
   try {
@@ -71,32 +102,7 @@ void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector
     }
     return;
   }
-  // The clone baseline is timed inside the same loop (outside the measured time), so that both see the same
-  // machine load; x_clone = min(fwd+bwd) / min(clone), x_clone_mean = mean / mean.
-  double fb_sum = 0, fb_min = 1e30, cl_sum = 0, cl_min = 1e30;
-  const auto xd = x.detach();
-  for (auto _ : state) {
-    state.PauseTiming();
-    double c0 = now_s();
-    auto c = xd.clone();
-    benchmark::DoNotOptimize(c.data_ptr());
-    double c1 = now_s();
-    c = torch::Tensor();
-    cl_sum += c1 - c0;
-    cl_min = std::min(cl_min, c1 - c0);
-    x.mutable_grad() = torch::Tensor();
-    state.ResumeTiming();
-    double t0 = now_s();
-    auto y = q->forward(x);
-    y.backward(g);
-    benchmark::DoNotOptimize(x.grad().data_ptr());
-    double t1 = now_s();
-    fb_sum += t1 - t0;
-    fb_min = std::min(fb_min, t1 - t0);
-  }
-  state.counters["x_clone"] = fb_min / cl_min;
-  state.counters["x_clone_mean"] = fb_sum / std::max(cl_sum, 1e-12);
-  state.counters["clone_us"] = cl_min * 1e6;
+  time_against_clone(state, x, g, [&] { return q->forward(x); });
   state.counters["Melem/s"] =
       benchmark::Counter(static_cast<double>(x.numel()) * state.iterations() / 1e6, benchmark::Counter::kIsRate);
 }
@@ -105,30 +111,7 @@ void BM_FwdBwd(benchmark::State& state, std::string spec, Role role, std::vector
 void BM_MulFwdBwd(benchmark::State& state, std::vector<int64_t> shape) {
   auto x = torch::randn(shape).requires_grad_(true);
   auto g = torch::randn(shape);
-  double fb_sum = 0, fb_min = 1e30, cl_sum = 0, cl_min = 1e30;
-  const auto xd = x.detach();
-  for (auto _ : state) {
-    state.PauseTiming();
-    double c0 = now_s();
-    auto c = xd.clone();
-    benchmark::DoNotOptimize(c.data_ptr());
-    double c1 = now_s();
-    c = torch::Tensor();
-    cl_sum += c1 - c0;
-    cl_min = std::min(cl_min, c1 - c0);
-    x.mutable_grad() = torch::Tensor();
-    state.ResumeTiming();
-    double t0 = now_s();
-    auto y = x * 2;
-    y.backward(g);
-    benchmark::DoNotOptimize(x.grad().data_ptr());
-    double t1 = now_s();
-    fb_sum += t1 - t0;
-    fb_min = std::min(fb_min, t1 - t0);
-  }
-  state.counters["x_clone"] = fb_min / cl_min;
-  state.counters["x_clone_mean"] = fb_sum / std::max(cl_sum, 1e-12);
-  state.counters["clone_us"] = cl_min * 1e6;
+  time_against_clone(state, x, g, [&] { return x * 2; });
 }
 
 std::string shape_name(const std::vector<int64_t>& s) {
