@@ -21,7 +21,8 @@ std::shared_ptr<MixedQuantizer> MixedQuantizer::make(quant::Role role, const std
                                                      ArchSamplePtr sample) {
   std::vector<quant::QuantizerPtr> c;
   c.reserve(specs.size());
-  for (const auto& s : specs) c.push_back(quant::make_quantizer(s, role));  // nullptr for fp32
+  // The candidates of a search space are validated specs: constructed without checking again (nullptr: fp32).
+  for (const auto& s : specs) c.push_back(quant::make_validated_quantizer(s, role));
   return std::make_shared<MixedQuantizer>(role, std::move(c), std::move(sample));
 }
 

@@ -134,9 +134,7 @@ std::vector<QuantSpec> parse_spec_list(const json& j, Role role, const std::stri
     for (const auto& one : expanded) {
       QuantSpec spec;
       try {
-        spec = quant::validate_spec(QuantSpec::parse(one), role);
-        // Construct once: schemes check their own parameter combinations in the constructor.
-        quant::make_quantizer(spec, role);
+        spec = quant::validate_spec(QuantSpec::parse(one), role);  // the scheme row's checks too
       } catch (const std::exception& e) {
         fail(source, k, "'" + one + "' as a " + quant::role_name(role) + " candidate: " + e.what());
       }

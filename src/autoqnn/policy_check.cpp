@@ -70,12 +70,12 @@ void check_policy(const Policy& p, Model& model) {
                         std::to_string(f.macs) + "/" + std::to_string(f.input_numel) +
                         " in the model (a policy for another input size? see model.input)");
     try {
-      quant::make_quantizer(l.weight, Role::Weight);
+      quant::validate_spec(l.weight, Role::Weight);
     } catch (const std::exception& e) {
       throw PolicyError(at + "weight '" + l.weight.to_string() + "': " + e.what());
     }
     try {
-      quant::make_quantizer(l.act, Role::Activation);
+      quant::validate_spec(l.act, Role::Activation);
     } catch (const std::exception& e) {
       throw PolicyError(at + "act '" + l.act.to_string() + "': " + e.what());
     }
