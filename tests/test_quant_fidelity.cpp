@@ -107,7 +107,9 @@ TEST(QuantFidelity, PotLevelSets) {
       EXPECT_EQ(v.size(), has_zero ? 2 * want.size() + 1 : 2 * want.size());
       auto out = q->forward(w);
       EXPECT_LE(distinct(out), v.size());
-      if (kind == "pruned" && has_zero) EXPECT_TRUE((out.index({w == 0}) == 0).all().item<bool>());
+      if (kind == "pruned" && has_zero) {
+        EXPECT_TRUE((out.index({w == 0}) == 0).all().item<bool>());
+      }
     }
   }
 }
