@@ -118,7 +118,7 @@ TEST(QuantFidelity, PotLevelSets) {
 // MSE / var on the fixed tensors (kN elements), bounds = the measured value x 1.05 (measured at the commit
 // that added this test). A lower bound as well: the Lloyd-Max optimum of a b-bit quantizer of N(0, 1)
 // (0.3634, 0.1175, 0.03454, 0.009497 for 1..4 bits) less 3 % for sampling, below which a measurement is
-// broken. Also: at most 2^b distinct outputs per tensor.
+// broken. Also: at most 2^b distinct outputs per tensor. Measured with libtorch 1.13 CPU (Debian).
 namespace {
 struct Case {
   const char* spec;
@@ -127,18 +127,18 @@ struct Case {
 };
 // clang-format off
 const std::vector<Case> kCases = {
-{"binary", 1, 1.0, 1.0},
-{"twn", 2, 1.0, 1.0},
-{"fixed:2", 2, 1.0, 1.0}, {"fixed:3", 3, 1.0, 1.0}, {"fixed:4", 4, 1.0, 1.0},
-{"uniform:2", 2, 1.0, 1.0}, {"uniform:3", 3, 1.0, 1.0}, {"uniform:4", 4, 1.0, 1.0},
-{"resq:2", 2, 1.0, 1.0}, {"resq:3", 3, 1.0, 1.0}, {"resq:4", 4, 1.0, 1.0},
-{"vecq:2", 2, 1.0, 1.0}, {"vecq:3", 3, 1.0, 1.0}, {"vecq:4", 4, 1.0, 1.0},
-{"mul2q:2", 2, 1.0, 1.0}, {"mul2q:3", 3, 1.0, 1.0}, {"mul2q:4", 4, 1.0, 1.0},
-{"clipq:2", 2, 1.0, 1.0}, {"clipq:3", 3, 1.0, 1.0}, {"clipq:4", 4, 1.0, 1.0},
-{"pot:2", 2, 1.0, 1.0}, {"pot:3", 3, 1.0, 1.0}, {"pot:4", 4, 1.0, 1.0},
-{"esb:2:k=0", 2, 1.0, 1.0}, {"esb:3", 3, 1.0, 1.0}, {"esb:4", 4, 1.0, 1.0}, {"esb:4:k=0", 4, 1.0, 1.0},
-{"apot:2", 2, 1.0, 1.0}, {"apot:3", 3, 1.0, 1.0}, {"apot:4", 4, 1.0, 1.0},
-{"afp:3:e=1", 3, 1.0, 1.0}, {"afp:4:e=2", 4, 1.0, 1.0},
+{"binary", 1, 0.363106, 0.498824},
+{"twn", 2, 0.191270, 0.282114},
+{"fixed:2", 2, 0.861865, 0.853111}, {"fixed:3", 3, 0.327184, 0.447106}, {"fixed:4", 4, 0.082874, 0.148801},
+{"uniform:2", 2, 0.896550, 0.963136}, {"uniform:3", 3, 0.165967, 0.417762}, {"uniform:4", 4, 0.030590, 0.102567},
+{"resq:2", 2, 0.129971, 0.228747}, {"resq:3", 3, 0.058167, 0.142020}, {"resq:4", 4, 0.032800, 0.094580},
+{"vecq:2", 2, 0.118525, 0.196680}, {"vecq:3", 3, 0.037299, 0.079402}, {"vecq:4", 4, 0.011541, 0.035504},
+{"mul2q:2", 2, 0.118509, 0.198267}, {"mul2q:3", 3, 0.037286, 0.082058}, {"mul2q:4", 4, 0.011545, 0.037272},
+{"clipq:2", 2, 0.118525, 0.198239}, {"clipq:3", 3, 0.037299, 0.082255}, {"clipq:4", 4, 0.011541, 0.037440},
+{"pot:2", 2, 0.120104, 0.176146}, {"pot:3", 3, 0.042495, 0.055313}, {"pot:4", 4, 0.037788, 0.039370},
+{"esb:2:k=0", 2, 0.118525, 0.198240}, {"esb:3", 3, 0.037299, 0.082251}, {"esb:4", 4, 0.012646, 0.026648}, {"esb:4:k=0", 4, 0.037797, 0.039493},
+{"apot:2", 2, 0.649855, 0.491592}, {"apot:3", 3, 0.061264, 0.071712}, {"apot:4", 4, 0.012984, 0.025129},
+{"afp:3:e=1", 3, 0.327184, 0.447106}, {"afp:4:e=2", 4, 0.023044, 0.042415},
 };
 // clang-format on
 const double kLloydMax[5] = {0, 0.3634, 0.1175, 0.03454, 0.009497};
