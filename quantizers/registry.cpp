@@ -66,7 +66,8 @@ const std::vector<SchemeTraits>& scheme_table() {
       {"clipq", 2, 8, 4, true, true, false, "",
        "ClipQ: half-integer levels with step lambda_b * std, clipped STE", {}, FNS_NO_VALIDATE(clipq)},
       {"pot", 1, 4, 3, true, true, false, "",
-       "powers of two (reference PoT): sign * 2^e * a, e in [0, 2^(b-1)-1], a = lambda_b * std", {},
+       "powers of two: +-a{1/2, 2, .., 2^(E-1)} or {0} U +-a{1, .., 2^(E-2)} (E = 2^(b-1)), the set with the lower "
+       "error per tensor, a fitted by least squares", {},
        FNS_NO_VALIDATE(pot)},
       {"esb", 2, 8, 4, true, true, false,
        "k=1: linear (significant) bits, 0 <= k <= bits-2; mean_shift: quantize W - mean and add it back",
