@@ -61,7 +61,15 @@ class PotQuantizer final : public pow2::Pow2Quantizer {
   using Pow2Quantizer::Pow2Quantizer;
 
   torch::Tensor quantize(const torch::Tensor& x, int bits) override { return fake_quant(x, plan(x, bits)); }
-  Encoded encode(const torch::Tensor& x) override { return encode_plan(x, plan(x, bits()), bits()); }
+  Encoded encode(const torch::Tensor& x) override {
+    Encoded e = encode_plan(x, plan(x, bits()), bits());
+    // The set with zero has 2^b - 1 levels; the stored table always has 2^b entries, as storage_pot counts
+    // (the accounting cannot depend on the data): padded with a copy of its last level, which no code uses.
+    const int64_t n = int64_t(1) << bits();
+    if (e.table.defined() && e.table.dim() == 1 && e.table.size(0) < n)
+      e.table = torch::cat({e.table, e.table.narrow(0, e.table.size(0) - 1, 1).expand({n - e.table.size(0)})});
+    return e;
+  }
 
   StorageCost storage(at::IntArrayRef shape) const override { return storage_pot(spec_, shape, role_); }
 
