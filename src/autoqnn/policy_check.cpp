@@ -27,6 +27,28 @@ std::string join_names(const std::vector<std::string>& v, size_t max = 12) {
 
 }  // namespace
 
+namespace {
+// Per-channel bits of a weight (output channels) or an activation (input channels): one entry per channel,
+// each a valid bitwidth of the layer's scheme.
+void check_channel_bits(const std::vector<int>& bits, const QuantSpec& spec, Role role, int64_t channels,
+                        const std::string& key, const std::string& whose, const std::string& what,
+                        const std::string& at) {
+  if (bits.empty()) return;
+  if (static_cast<int64_t>(bits.size()) != channels)
+    throw PolicyError(at + key + " has " + std::to_string(bits.size()) + " entries, " + whose + " " +
+                      std::to_string(channels) + " " + what);
+  for (int b : bits) {
+    QuantSpec s = spec;
+    s.bits = b;
+    try {
+      quant::validate_spec(s, role);
+    } catch (const std::exception& e) {
+      throw PolicyError(at + key + ": " + e.what());
+    }
+  }
+}
+}  // namespace
+
 void check_policy(const Policy& p, Model& model) {
   const std::string who = "policy for '" + p.model + "'";
   if (p.model != model.name())
@@ -79,35 +101,10 @@ void check_policy(const Policy& p, Model& model) {
     } catch (const std::exception& e) {
       throw PolicyError(at + "act '" + l.act.to_string() + "': " + e.what());
     }
-    if (!l.channel_bits.empty()) {
-      if (static_cast<int64_t>(l.channel_bits.size()) != l.shape[0])
-        throw PolicyError(at + "channel_bits has " + std::to_string(l.channel_bits.size()) + " entries, the layer " +
-                          std::to_string(l.shape[0]) + " output channels");
-      for (int b : l.channel_bits) {
-        QuantSpec s = l.weight;
-        s.bits = b;
-        try {
-          quant::validate_spec(s, Role::Weight);
-        } catch (const std::exception& e) {
-          throw PolicyError(at + "channel_bits: " + e.what());
-        }
-      }
-    }
-    if (!l.act_channel_bits.empty()) {
-      const int64_t cin = f.input_shape.empty() ? 0 : f.input_shape[0];
-      if (static_cast<int64_t>(l.act_channel_bits.size()) != cin)
-        throw PolicyError(at + "act_channel_bits has " + std::to_string(l.act_channel_bits.size()) +
-                          " entries, the layer's input " + std::to_string(cin) + " channels");
-      for (int b : l.act_channel_bits) {
-        QuantSpec s = l.act;
-        s.bits = b;
-        try {
-          quant::validate_spec(s, Role::Activation);
-        } catch (const std::exception& e) {
-          throw PolicyError(at + "act_channel_bits: " + e.what());
-        }
-      }
-    }
+    check_channel_bits(l.channel_bits, l.weight, Role::Weight, l.shape[0], "channel_bits", "the layer",
+                       "output channels", at);
+    check_channel_bits(l.act_channel_bits, l.act, Role::Activation, f.input_shape.empty() ? 0 : f.input_shape[0],
+                       "act_channel_bits", "the layer's input", "channels", at);
     if (!l.bias_correction.empty()) {
       try {
         quant::parse_correction(l.bias_correction);
