@@ -55,6 +55,7 @@ double pot_lambda(int bits, bool zero) {
 }
 
 constexpr int kLloydIters = 16;
+constexpr int64_t kFitSamples = 4096;
 
 class PotQuantizer final : public pow2::Pow2Quantizer {
  public:
@@ -127,6 +128,12 @@ class PotQuantizer final : public pow2::Pow2Quantizer {
       torch::NoGradGuard ng;
       auto xd = x.detach().to(torch::kCPU, torch::kDouble);
       auto rows = axis_ < 0 ? xd.reshape({1, -1}) : xd.movedim(axis_, 0).reshape({p.C, -1});
+      // The fit (2 sets x up to kLloydIters passes) runs on at most kFitSamples evenly strided elements per
+      // row: a pure function of the tensor (resumable), the full tensor below that size, and bounded cost
+      // on large layers (the scale of a 4096-element sample is within ~1.5 % of the full one's; the MSE
+      // changes at second order). The output quantizes every element with that scale.
+      const int64_t n = rows.size(1);
+      if (n > kFitSamples) rows = rows.slice(1, 0, n, (n + kFitSamples - 1) / kFitSamples);
       Fit fr = fit(rows, pot_mags(bits, false), pot_lambda(bits, false), sd, mu);
       a = fr.a;
       if (bits >= 2) {
