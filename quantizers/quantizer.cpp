@@ -68,6 +68,8 @@ CommonOptions common_options(const QuantSpec& spec) {
   if (o.grad_ratio < 0 || o.grad_ratio > 1)
     throw std::invalid_argument("quantizer '" + spec.to_string() + "': r must be in [0, 1]");
   if (spec.flag("per_channel")) o.axis = spec.get_int("axis", 0);
+  if (o.axis < -1 || (spec.has("axis") && o.axis < 0))
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': axis must be >= 0");
   else if (spec.has("axis"))
     throw std::invalid_argument("quantizer '" + spec.to_string() + "': axis= needs per_channel");
   o.momentum = spec.get_double("momentum", 0.9);
@@ -78,9 +80,16 @@ CommonOptions common_options(const QuantSpec& spec) {
 
 int64_t channels_along(int64_t axis, at::IntArrayRef shape, const QuantSpec& spec) {
   if (axis < 0) return 1;
-  TORCH_CHECK(axis < static_cast<int64_t>(shape.size()), "quantizer ", spec.to_string(),
-              ": channel axis out of range");
+  check_axis(spec, static_cast<int64_t>(shape.size()));
   return shape[axis];
+}
+
+void check_axis(const QuantSpec& spec, int64_t rank, const char* what) {
+  const int64_t axis = common_options(spec).axis;
+  if (axis >= rank)
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': axis=" + std::to_string(axis) +
+                                " is out of range for " + what + " of " + std::to_string(rank) +
+                                " dimensions (valid: 0.." + std::to_string(rank - 1) + ")");
 }
 
 StorageCost storage_of(const QuantSpec& spec, at::IntArrayRef shape, int64_t aux_per_channel, int64_t aux_fixed) {

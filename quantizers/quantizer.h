@@ -64,6 +64,9 @@ CommonOptions common_options(const QuantSpec& spec);
 // Channels of a tensor of `shape` along `axis` (1 when axis < 0); `spec` names the quantizer in the error
 // when the axis is out of range.
 int64_t channels_along(int64_t axis, at::IntArrayRef shape, const QuantSpec& spec);
+// Throws std::invalid_argument naming the spec when its per-channel axis is not below `rank` (the
+// dimensions of the tensor it will quantize: a weight's shape, or an activation's with the batch dim).
+void check_axis(const QuantSpec& spec, int64_t rank, const char* what = "a tensor");
 // Storage of a tensor of `shape` under a validated spec: spec.bits per element code, plus
 // aux_per_channel * C + aux_fixed floats (C = channels along the spec's axis). The schemes' storage
 // functions (the `storage` column of the scheme table) are written with it.

@@ -1,6 +1,7 @@
 #include "quantizers/spec.h"
 
 #include <cctype>
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -31,7 +32,7 @@ QuantSpec QuantSpec::parse(const std::string& text) {
   if (s.scheme.empty()) throw std::invalid_argument("quantizer spec '" + text + "': missing scheme name");
   size_t i = 1;
   if (parts.size() > 1 && all_digits(parts[1])) {
-    s.bits = std::stoi(parts[1]);
+    s.bits = parts[1].size() > 3 ? 0 : std::stoi(parts[1]);  // "99999999999" is out of range, not a stoi error
     if (s.bits <= 0 || s.bits > 32)
       throw std::invalid_argument("quantizer spec '" + text + "': bits " + parts[1] + " out of range");
     i = 2;
@@ -75,11 +76,12 @@ double QuantSpec::get_double(const std::string& key, double dflt) const {
     size_t pos = 0;
     double v = std::stod(it->second, &pos);
     if (pos != it->second.size()) throw std::invalid_argument("trailing");
-    return v;
+    if (std::isfinite(v)) return v;
   } catch (const std::exception&) {
-    throw std::invalid_argument("quantizer spec '" + to_string() + "': parameter '" + key +
-                                "' needs a number, got '" + it->second + "'");
   }
+  // NaN / inf pass every range check (all comparisons are false), so they are refused here
+  throw std::invalid_argument("quantizer spec '" + to_string() + "': parameter '" + key +
+                              "' needs a finite number, got '" + it->second + "'");
 }
 
 int QuantSpec::get_int(const std::string& key, int dflt) const {
@@ -88,6 +90,9 @@ int QuantSpec::get_int(const std::string& key, int dflt) const {
   if (!all_digits(it->second) && !(it->second.size() > 1 && it->second[0] == '-' && all_digits(it->second.substr(1))))
     throw std::invalid_argument("quantizer spec '" + to_string() + "': parameter '" + key +
                                 "' needs an integer, got '" + it->second + "'");
+  if (it->second.size() > 9)
+    throw std::invalid_argument("quantizer spec '" + to_string() + "': parameter '" + key + "' = " + it->second +
+                                " is out of range");
   return std::stoi(it->second);
 }
 

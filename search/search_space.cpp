@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "autoqnn/json_io.h"
 #include "quantizers/registry.h"
 
 namespace autoqnn::search {
@@ -229,9 +230,9 @@ SearchSpace SearchSpace::load(const std::string& path) {
   if (!in) throw std::runtime_error("cannot open search space '" + path + "' (see configs/search_space/)");
   json j;
   try {
-    j = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw std::invalid_argument(path + ": invalid JSON: " + e.what());
+    j = read_json_file(path);  // bounded, duplicate keys refused (autoqnn/json_io.h)
+  } catch (const std::exception& e) {
+    throw std::invalid_argument("search space " + std::string(e.what()));
   }
   return from_json(j, path);
 }

@@ -39,6 +39,36 @@ struct CliResult {
   std::string out;  // stdout (+ stderr when merged)
 };
 
+// Every path below `path` (files and directories, not `path` itself).
+inline std::vector<std::string> list_tree(const std::string& path) {
+  static thread_local std::vector<std::string>* acc = nullptr;
+  std::vector<std::string> out;
+  acc = &out;
+  nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW* f) {
+        if (f->level > 0) acc->push_back(p);
+        return 0;
+      },
+      16, FTW_PHYS);
+  acc = nullptr;
+  return out;
+}
+
+// Runs a shell command line, stdout + stderr merged.
+inline CliResult run_cli_command(const std::string& cmd_line) {
+  const std::string cmd = cmd_line + " 2>&1";
+  CliResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
 inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
   std::string cmd = std::string(AUTOQNN_CLI_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
   CliResult r;

@@ -1,13 +1,36 @@
 #include "autoqnn/checkpoint.h"
 
-#include <fstream>
+#include <zlib.h>
 
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "autoqnn/json_io.h"
+#include "autoqnn/output_files.h"
 #include "autoqnn/runtime.h"
 
 namespace autoqnn {
 
 namespace {
 const char* kMetaKey = "__autoqnn_meta__";
+// Metadata key of the per-tensor checksums: {"algorithm": "crc32", "tensors": {name: crc32 of its bytes}}.
+// LibTorch's zip reader does not check the archive's own CRCs, so a flipped byte would load silently.
+const char* kChecksumKey = "checksums";
+
+uint32_t tensor_crc32(const torch::Tensor& t) {
+  torch::Tensor c = t.cpu().contiguous();
+  return static_cast<uint32_t>(::crc32_z(::crc32_z(0L, Z_NULL, 0), static_cast<const Bytef*>(c.data_ptr()),
+                                         static_cast<z_size_t>(c.nbytes())));
+}
+
+nlohmann::json parse_meta(const std::string& text, const std::string& path) {
+  try {
+    return parse_json_text(text, "checkpoint '" + path + "' metadata");
+  } catch (const std::exception& e) {
+    throw std::runtime_error("checkpoint '" + path + "': metadata is not valid JSON (" + e.what() + ")");
+  }
+}
 
 // Tensors are mapped to `device` while reading (default CPU): a checkpoint written on a GPU (its optimizer
 // state lives there) loads on a CPU-only LibTorch, and a CPU one on a GPU.
@@ -64,15 +87,31 @@ CheckpointMeta CheckpointMeta::from_json(const nlohmann::json& j, const std::str
 void save_checkpoint(const std::string& path, torch::nn::Module& model, const CheckpointMeta& meta,
                      torch::optim::Optimizer* optimizer) {
   torch::serialize::OutputArchive ar;
-  for (const auto& p : model.named_parameters(true)) ar.write(p.key(), p.value().detach().cpu(), false);
-  for (const auto& b : model.named_buffers(true)) ar.write(b.key(), b.value().detach().cpu(), true);
-  ar.write(kMetaKey, c10::IValue(meta.to_json().dump()));
+  nlohmann::json crcs = nlohmann::json::object();
+  for (const auto& p : model.named_parameters(true)) {
+    auto t = p.value().detach().cpu();
+    crcs[p.key()] = tensor_crc32(t);
+    ar.write(p.key(), t, false);
+  }
+  for (const auto& b : model.named_buffers(true)) {
+    auto t = b.value().detach().cpu();
+    crcs[b.key()] = tensor_crc32(t);
+    ar.write(b.key(), t, true);
+  }
+  nlohmann::json mj = meta.to_json();
+  mj[kChecksumKey] = {{"algorithm", "crc32"}, {"tensors", crcs}};
+  ar.write(kMetaKey, c10::IValue(mj.dump()));
   if (optimizer) {
     torch::serialize::OutputArchive opt;
     optimizer->save(opt);
     ar.write("__optimizer__", opt);
   }
-  atomic_write(path, [&](const std::string& tmp) { ar.save_to(tmp); });
+  // Serialised in memory, then written with every error checked: LibTorch's file writer throws from its
+  // destructor on a short write (disk full, file-size limit), which ends the process.
+  std::ostringstream bytes;
+  ar.save_to(bytes);
+  const std::string data = bytes.str();
+  atomic_write(path, [&](const std::string& tmp) { write_file_bytes(tmp, data.data(), data.size()); });
 }
 
 CheckpointMeta read_checkpoint_meta(const std::string& path) {
@@ -80,23 +119,39 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
   c10::IValue v;
   if (!ar.try_read(kMetaKey, v) || !v.isString())
     throw std::runtime_error("checkpoint '" + path + "' has no AutoQNN metadata (not written by autoqnn?)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(v.toStringRef());
-  } catch (const std::exception& e) {
-    throw std::runtime_error("checkpoint '" + path + "': metadata is not valid JSON (" + e.what() + ")");
-  }
-  return CheckpointMeta::from_json(j, path);
+  return CheckpointMeta::from_json(parse_meta(v.toStringRef(), path), path);
 }
 
 void load_checkpoint_weights(const std::string& path, torch::nn::Module& model) {
   auto ar = open_archive(path);
   torch::NoGradGuard ng;
+  nlohmann::json crcs;
+  {
+    c10::IValue v;
+    if (ar.try_read(kMetaKey, v) && v.isString()) {
+      auto mj = parse_meta(v.toStringRef(), path);
+      if (mj.contains(kChecksumKey) && mj[kChecksumKey].is_object()) crcs = mj[kChecksumKey].value("tensors", nlohmann::json());
+    }
+  }
+  if (!crcs.is_object()) {
+    static std::set<std::string> warned;  // once per file and process
+    if (warned.insert(path).second)
+      log_warn("checkpoint '" + path + "' has no checksums (written by an older autoqnn): corruption cannot be detected");
+  }
   auto copy = [&](const std::string& key, torch::Tensor& dst, bool is_buffer) {
     torch::Tensor src;
     if (!ar.try_read(key, src, is_buffer))
       throw std::runtime_error("checkpoint '" + path + "' lacks '" + key +
                                "' (a checkpoint of another model, or saved without this policy?)");
+    if (crcs.is_object()) {
+      auto it = crcs.find(key);
+      if (it == crcs.end() || !it->is_number_unsigned())
+        throw std::runtime_error("checkpoint '" + path + "': no checksum recorded for tensor '" + key +
+                                 "' (the file was altered)");
+      if (tensor_crc32(src) != it->get<uint32_t>())
+        throw std::runtime_error("checkpoint '" + path + "' is corrupt: tensor '" + key +
+                                 "' does not match its CRC32 checksum (damaged file; restore it or retrain)");
+    }
     if (src.sizes() != dst.sizes()) {
       std::ostringstream os;
       os << "checkpoint '" << path << "': '" << key << "' has shape " << src.sizes() << ", the model expects "

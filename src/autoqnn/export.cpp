@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "autoqnn/json_io.h"
 #include "autoqnn/runtime.h"
 #include "quantizers/channel_quant.h"
 #include "quantizers/registry.h"
@@ -210,8 +211,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
   is.read(h.data(), static_cast<std::streamsize>(n));
   json header;
   try {
-    header = json::parse(h);
-  } catch (const json::exception& e) {
+    header = parse_json_text(h, "safetensors header");
+  } catch (const std::exception& e) {
     throw bad(std::string("header is not JSON (") + e.what() + ")");
   }
   if (!header.is_object()) throw bad("header is not a JSON object");
@@ -536,8 +537,8 @@ VerifyReport verify_export(Model& model, const Policy& policy, const std::string
   }
   json layer_meta;
   try {
-    layer_meta = json::parse(meta("layers"));
-  } catch (const json::exception& e) {
+    layer_meta = parse_json_text(meta("layers"), path + " __metadata__.layers");
+  } catch (const std::exception& e) {
     throw std::runtime_error("'" + path + "': __metadata__.layers is not JSON: " + e.what());
   }
 

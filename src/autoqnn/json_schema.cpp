@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "autoqnn/json_io.h"
 #include "autoqnn/runtime.h"
 
 namespace autoqnn {
@@ -11,6 +12,7 @@ namespace autoqnn {
 using nlohmann::json;
 
 namespace {
+constexpr size_t kMaxRegexInput = 1024;
 
 const std::set<std::string>& known_keywords() {
   static const std::set<std::string> k = {
@@ -63,8 +65,8 @@ JsonSchema::JsonSchema(json schema) : root_(std::move(schema)) { compile(root_, 
 JsonSchema JsonSchema::load(const std::string& path) {
   json j;
   try {
-    j = json::parse(read_text_file(path));
-  } catch (const json::exception& e) {
+    j = read_json_file(path);
+  } catch (const std::exception& e) {
     throw SchemaError("schema '" + path + "' is not valid JSON: " + e.what());
   }
   try {
@@ -200,7 +202,11 @@ void JsonSchema::walk(const json& s, const json& v, const std::string& path, std
       bad("shorter than minLength " + s["minLength"].dump());
     if (s.contains("pattern")) {
       const std::string pat = s["pattern"].get<std::string>();
-      if (!std::regex_search(str, regex_.at(pat))) bad(short_dump(v) + " does not match pattern " + pat);
+      // libstdc++'s regex recurses per character: a very long string would overflow the stack
+      if (str.size() > kMaxRegexInput)
+        bad("a string of " + std::to_string(str.size()) + " characters, too long to match against pattern " + pat +
+            " (at most " + std::to_string(kMaxRegexInput) + ")");
+      else if (!std::regex_search(str, regex_.at(pat))) bad(short_dump(v) + " does not match pattern " + pat);
     }
   }
   if (v.is_array()) {

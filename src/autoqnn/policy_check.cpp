@@ -78,6 +78,15 @@ void check_policy(const Policy& p, Model& model) {
                       model.name() + " missing from the policy (every quantizable layer needs an entry; "
                       "use \"weight\": \"fp32\" to keep one in float)");
 
+  // The reader orders the layers by their "index"; permuted indices would put each spec on another layer.
+  for (size_t i = 0; i < p.layers.size() && i < model_names.size(); ++i)
+    if (p.layers[i].name != model_names[i])
+      throw PolicyError(who + ": layer '" + p.layers[i].name + "' has index " + std::to_string(i) + ", but it is layer " +
+                        std::to_string(std::find(model_names.begin(), model_names.end(), p.layers[i].name) -
+                                       model_names.begin()) +
+                        " of " + model.name() + " (the indices are permuted; layer " + std::to_string(i) + " is '" +
+                        model_names[i] + "')");
+
   Policy expect = p;  // recomputed facts
   for (auto& l : expect.layers) {
     const LayerProfile& f = *by_name.at(l.name);
@@ -100,6 +109,13 @@ void check_policy(const Policy& p, Model& model) {
       quant::validate_spec(l.act, Role::Activation);
     } catch (const std::exception& e) {
       throw PolicyError(at + "act '" + l.act.to_string() + "': " + e.what());
+    }
+    try {  // a per-channel axis must exist in the tensor it splits
+      if (!l.weight.is_fp()) quant::check_axis(l.weight, static_cast<int64_t>(f.weight_shape.size()), "the weight");
+      if (!l.act.is_fp())
+        quant::check_axis(l.act, static_cast<int64_t>(f.input_shape.size()) + 1, "the input activation (batch first)");
+    } catch (const std::exception& e) {
+      throw PolicyError(at + e.what());
     }
     check_channel_bits(l.channel_bits, l.weight, Role::Weight, l.shape[0], "channel_bits", "the layer",
                        "output channels", at);

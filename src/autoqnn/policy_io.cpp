@@ -11,6 +11,10 @@
 // schema, and in the tests that keep the schema and this writer / reader in agreement.
 #include "autoqnn/policy.h"
 
+#include <filesystem>
+
+#include "autoqnn/json_io.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -296,31 +300,16 @@ Policy Policy::from_json(const json& j, const std::string& source) {
 Policy parse_policy(const std::string& text, const std::string& source) {
   json j;
   try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    // Line / column of the byte nlohmann reports (1-based position of the offending character).
-    size_t upto = std::min<size_t>(e.byte > 0 ? e.byte - 1 : 0, text.size());
-    int64_t line = 1, col = 1;
-    for (size_t i = 0; i < upto; ++i) {
-      if (text[i] == '\n') {
-        ++line;
-        col = 1;
-      } else {
-        ++col;
-      }
-    }
-    std::string what = e.what();
-    auto pos = what.find(": ", what.find("parse error"));
-    std::string detail = pos == std::string::npos ? what : what.substr(pos + 2);
-    throw PolicyError(source + ":" + std::to_string(line) + ":" + std::to_string(col) +
-                      ": malformed JSON (line " + std::to_string(line) + ", column " + std::to_string(col) +
-                      "): " + detail);
+    j = parse_json_text(text, source);  // bounded, duplicate keys refused, line / column / key in errors
+  } catch (const JsonError& e) {
+    throw PolicyError(e.what());
   }
   return Policy::from_json(j, source);
 }
 
 Policy load_policy(const std::string& path) {
   if (!file_exists(path)) throw PolicyError("policy file '" + path + "' does not exist");
+  if (std::filesystem::is_directory(path)) throw PolicyError("policy '" + path + "' is a directory, not a JSON file");
   return parse_policy(read_text_file(path), path);
 }
 

@@ -1,5 +1,7 @@
 #include "autoqnn/runtime.h"
 
+#include "autoqnn/output_files.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -42,9 +44,11 @@ void seed_everything(uint64_t seed) {
 
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& writer) {
   namespace fs = std::filesystem;
+  check_output_path(path, "output");
   fs::path p(path);
   if (p.has_parent_path() && !fs::exists(p.parent_path())) fs::create_directories(p.parent_path());
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  remove_stale_temps(path);  // left by a process killed while writing this path
+  const std::string tmp = temp_path_for(path);
   try {
     writer(tmp);
   } catch (...) {
@@ -55,26 +59,25 @@ void atomic_write(const std::string& path, const std::function<void(const std::s
   std::error_code ec;
   fs::rename(tmp, p, ec);
   if (ec) {
-    fs::remove(tmp, ec);
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
     throw std::runtime_error("cannot write '" + path + "': " + ec.message());
   }
 }
 
 void atomic_write_text(const std::string& path, const std::string& text) {
-  atomic_write(path, [&](const std::string& tmp) {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw std::runtime_error("cannot open '" + tmp + "' for writing");
-    f << text;
-    f.close();
-    if (!f) throw std::runtime_error("error writing '" + tmp + "'");
-  });
+  atomic_write(path, [&](const std::string& tmp) { write_file_bytes(tmp, text.data(), text.size()); });
 }
 
 std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw std::runtime_error("'" + path + "' is a directory, not a file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error("cannot open '" + path + "': no such file or not readable");
   std::ostringstream ss;
   ss << f.rdbuf();
+  if (f.bad()) throw std::runtime_error("cannot read '" + path + "'");
   return ss.str();
 }
 

@@ -85,6 +85,8 @@ bool parse(const std::string& verb, const std::string& synopsis, po::options_des
   } catch (const po::error& e) {
     throw UsageError(std::string(e.what()) + " (see `autoqnn " + verb + " --help`)");
   }
+  check_flag_values(vm);
+  check_and_lock_outputs(vm);
   return true;
 }
 

@@ -78,6 +78,12 @@ struct CalibBatchOptions {
   void check() const;  // UsageError("--calib-batches must be >= 0") unless batches >= 0
 };
 
+// Run by parse() before any work (output_paths.cpp): every double flag finite (UsageError); every output
+// flag (--out, --policy-out, --checkpoint-out, --state, --log) a writable file path that is none of the
+// run's inputs nor another output, then locked against concurrent writers for the rest of the process.
+void check_flag_values(const po::variables_map& vm);
+void check_and_lock_outputs(const po::variables_map& vm);
+
 // Parses `args` into `vm`. Returns false when --help was given (help already printed to stdout).
 // Unknown options, bad values, missing required options -> UsageError naming the option.
 bool parse(const std::string& verb, const std::string& synopsis, po::options_description& desc,

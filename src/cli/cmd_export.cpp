@@ -6,6 +6,7 @@
 
 #include "autoqnn/convert.h"
 #include "autoqnn/export.h"
+#include "autoqnn/output_files.h"
 #include "autoqnn/model_io.h"
 #include "autoqnn/runtime.h"
 #include "cli.h"
@@ -60,7 +61,7 @@ int run_export(const std::vector<std::string>& args) {
 
   // With --verify the file is written next to --out, checked, then renamed over it: a file that fails
   // verification never replaces --out.
-  const std::string target = verify ? out + ".verify-tmp" : out;
+  const std::string target = verify ? temp_path_for(out) : out;  // a stale one is removed by the next write
   ExportReport rep;
   VerifyReport vr;
   try {

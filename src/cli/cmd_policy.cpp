@@ -4,6 +4,7 @@
 #include "autoqnn/data_files.h"
 #include "autoqnn/json_schema.h"
 #include "autoqnn/policy.h"
+#include "autoqnn/json_io.h"
 #include "autoqnn/runtime.h"
 #include "cli.h"
 #include "policy_table.h"
@@ -98,7 +99,7 @@ int policy_check(const std::vector<std::string>& args) {
   std::string schema_path = schema.empty() ? default_schema_path() : schema;
   bool schema_checked = false;
   if (!schema_path.empty()) {
-    JsonSchema::load(schema_path).check(nlohmann::json::parse(read_text_file(path)), path);
+    JsonSchema::load(schema_path).check(read_json_file(path), path);
     schema_checked = true;
   }
   std::string model_name = vm.count("model") ? c.model : p.model;

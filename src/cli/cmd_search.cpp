@@ -6,6 +6,7 @@
 #include "autoqnn/adabits.h"
 #include "autoqnn/runtime.h"
 #include "cli.h"
+#include "search/qss_qpl.h"
 #include "search/search_driver.h"
 #include "search/search_method.h"
 
@@ -163,6 +164,12 @@ int cmd_search(const std::vector<std::string>& args) {
     so.strategy = method.options_from_flags(method_flags(method, vm));
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
+  }
+  if (so.resume) {  // a typo in --state / --out must not silently start a new search
+    const std::string st = so.state.empty() ? search::default_state_path(so.out) : so.state;
+    if (!file_exists(st) && !file_exists(search::qss_stage_path(st, ".state.pt")))
+      throw std::runtime_error("--resume: no search state at '" + st +
+                               "' (nothing to resume; check --state / --out, or run without --resume to start)");
   }
   so.device = setup_runtime(common);
   so.model = common.model;

@@ -193,6 +193,9 @@ static int run_train(const std::vector<std::string>& args) {
   if (resume) {
     if (!file_exists(out)) throw std::runtime_error("--resume: checkpoint '" + out + "' does not exist");
     auto old = read_checkpoint_meta(out);
+    if (old.kind != "fp32" || !old.policy.is_null())
+      throw std::runtime_error("--resume: '" + out + "' is a '" + old.kind + "' checkpoint; train --resume continues " +
+                               "FP32 training (use `autoqnn finetune --resume` for a quantized checkpoint)");
     if (old.model != c.model) throw std::runtime_error("--resume: '" + out + "' holds model '" + old.model + "'");
     load_checkpoint_weights(out, *model);
     start_epoch = static_cast<int>(old.epoch);

@@ -16,6 +16,14 @@ static void usage(std::ostream& os) {
   }
 }
 
+// A LibTorch error wrapped into another exception's message carries its C++ backtrace: cut it off.
+static std::string without_backtrace(std::string msg) {
+  auto pos = msg.find("Exception raised from ");
+  if (pos != std::string::npos) msg.resize(pos);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return msg;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     usage(std::cerr);
@@ -39,10 +47,13 @@ int main(int argc, char** argv) {
       std::cerr << "autoqnn " << name << ": error: " << e.what() << "\n";
       return 2;
     } catch (const c10::Error& e) {
-      std::cerr << "autoqnn " << name << ": error: " << e.what_without_backtrace() << "\n";
+      std::cerr << "autoqnn " << name << ": error: " << without_backtrace(e.what_without_backtrace()) << "\n";
       return 1;
     } catch (const std::exception& e) {
-      std::cerr << "autoqnn " << name << ": error: " << e.what() << "\n";
+      std::cerr << "autoqnn " << name << ": error: " << without_backtrace(e.what()) << "\n";
+      return 1;
+    } catch (...) {
+      std::cerr << "autoqnn " << name << ": error: unknown exception\n";
       return 1;
     }
   }

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Writes one bad input of the corpus (tests/bad_inputs/cases.txt): make_bad.py KIND OUT [IN]."""
+import json
+import struct
+import sys
+import zipfile
+
+
+def policy(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def first_layer(p):
+    return min(p["layers"], key=lambda k: p["layers"][k]["index"])
+
+
+def main():
+    kind, out = sys.argv[1], sys.argv[2]
+    src = sys.argv[3] if len(sys.argv) > 3 else None
+    text = None
+    if kind == "long_layer_name":  # a 10 000-character layer name
+        p = policy(src)
+        k = first_layer(p)
+        p["layers"]["L" * 10000] = p["layers"].pop(k)
+        text = json.dumps(p)
+    elif kind == "long_model_name":  # a 60 000-character model name
+        p = policy(src)
+        p["model"]["name"] = "M" * 60000
+        text = json.dumps(p)
+    elif kind == "deep":  # nested 200 000 levels deep
+        text = "[" * 200000 + "]" * 200000
+    elif kind == "dup_layer":  # a layer listed twice (JSON duplicate key)
+        p = policy(src)
+        k = first_layer(p)
+        body = json.dumps(p["layers"][k])
+        rest = json.dumps(p)
+        text = rest.replace('"layers": {', '"layers": {"%s": %s, ' % (k, body), 1)
+    elif kind == "permuted":  # the indices of the first two layers swapped
+        p = policy(src)
+        a, b = sorted(p["layers"], key=lambda k: p["layers"][k]["index"])[:2]
+        p["layers"][a]["index"], p["layers"][b]["index"] = p["layers"][b]["index"], p["layers"][a]["index"]
+        text = json.dumps(p, indent=2)
+    elif kind == "overflow":  # a number no double holds
+        p = policy(src)
+        p["layers"][first_layer(p)]["weight_bits"] = 12345.5
+        text = json.dumps(p, indent=2).replace("12345.5", "1e999")
+    elif kind in ("weight_axis", "act_axis", "nan_momentum", "nan_r"):
+        p = policy(src)
+        layer = p["layers"][first_layer(p)]
+        if kind == "weight_axis":
+            layer["weight"] = "fixed:4:per_channel:axis=9"
+        elif kind == "act_axis":
+            layer["act"] = "uniform:8:per_channel:axis=7"
+        elif kind == "nan_momentum":
+            layer["act"] = "uniform:8:momentum=nan"
+        else:
+            layer["weight"] = "fixed:4:r=nan"
+        text = json.dumps(p, indent=2)
+    elif kind == "flip":  # one byte of the first tensor record of a checkpoint inverted
+        data = bytearray(open(src, "rb").read())
+        z = zipfile.ZipFile(src)
+        info = [i for i in z.infolist() if "/data/" in i.filename and i.file_size >= 16][0]
+        n, m = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+        off = info.header_offset + 30 + n + m + info.file_size // 2
+        data[off] ^= 0xFF
+        open(out, "wb").write(bytes(data))
+        return
+    else:
+        sys.exit("unknown kind " + kind)
+    with open(out, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
