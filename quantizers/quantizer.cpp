@@ -68,10 +68,10 @@ CommonOptions common_options(const QuantSpec& spec) {
   if (o.grad_ratio < 0 || o.grad_ratio > 1)
     throw std::invalid_argument("quantizer '" + spec.to_string() + "': r must be in [0, 1]");
   if (spec.flag("per_channel")) o.axis = spec.get_int("axis", 0);
-  if (o.axis < -1 || (spec.has("axis") && o.axis < 0))
-    throw std::invalid_argument("quantizer '" + spec.to_string() + "': axis must be >= 0");
   else if (spec.has("axis"))
     throw std::invalid_argument("quantizer '" + spec.to_string() + "': axis= needs per_channel");
+  if (spec.has("axis") && o.axis < 0)  // -1 would silently mean per tensor
+    throw std::invalid_argument("quantizer '" + spec.to_string() + "': axis must be >= 0");
   o.momentum = spec.get_double("momentum", 0.9);
   if (o.momentum < 0 || o.momentum >= 1)
     throw std::invalid_argument("quantizer '" + spec.to_string() + "': momentum must be in [0, 1)");

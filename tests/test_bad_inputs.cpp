@@ -44,7 +44,10 @@ std::vector<Case> load_cases() {
     auto colon = line.find(": ");
     if (colon == std::string::npos) continue;
     const std::string key = line.substr(0, colon), value = line.substr(colon + 2);
-    if (key == "name") cases.push_back(Case{value});
+    if (key == "name") {
+      cases.emplace_back();
+      cases.back().name = value;
+    }
     if (cases.empty()) continue;
     Case& c = cases.back();
     if (key == "setup") c.setup = value;
