@@ -199,7 +199,7 @@ TEST(SearchSpace, OverridesResolveByFirstLastNameAndGlob) {
 }
 
 TEST(SearchSpace, ShippedSpacesLoad) {
-  for (const char* f : {"default.json", "bits_only.json", "shared.json", "lowbit.json"}) {
+  for (const char* f : {"default.json", "bits_only.json", "shared.json", "lowbit.json", "wa.json"}) {
     std::string path = std::string(AUTOQNN_SOURCE_DIR) + "/configs/search_space/" + f;
     SearchSpace s;
     ASSERT_NO_THROW(s = SearchSpace::load(path)) << path;
