@@ -4,7 +4,7 @@
 # 1-epoch search without warm-up, lowbit space, 1-epoch finetune of every policy, test top-1).
 # Rows: uniform 1- and 2-bit policies (UNIFORM, first), and the methods (METHODS: qss, qpl, qss+qpl, ilp) at
 # every budget. ilp makes its whole front from one sensitivity analysis (--budgets). Jobs run one at a
-# time in the order given (cheap and most telling first) and every finished row is appended to the CSV at
+# time: uniform rows, the ilp front, then budget by budget (in the order given) every other method and every finished row is appended to the CSV at
 # once, so a run cut short keeps what it measured. Weights only (activations fp32), LeNet-5 only.
 #
 # Usage: bench/hard_regime.sh [--seeds "1 2 3"] [--budgets "1.5 1.25 1 2"]
@@ -53,20 +53,22 @@ for seed in $SEEDS; do
     "$BIN" policy uniform --model lenet5 --weight "$spec" --out "$pol" >&2
     finetune_eval "u_${spec//[:=]/_}_s$seed" "$pol" "$seed" uniform "$spec" 0
   done
-  for method in $METHODS; do
-    if [ "$method" = ilp ]; then  # one analysis, the whole front
-      list=$(echo "$BUDGETS" | tr ' ' ',')
+  if [[ " $METHODS " == *" ilp "* ]]; then  # one analysis, the whole front
+    todo=0; for b in $BUDGETS; do done_row ilp "${b}bits" "$seed" || todo=1; done
+    if [ "$todo" = 1 ]; then
       t0=$(date +%s)
       "${RUN[@]}" search --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --method ilp \
-        --space configs/search_space/lowbit.json --budgets "$list" --out "$OUT/ilp_s$seed.json" >&2
+        --space configs/search_space/lowbit.json --budgets "$(echo "$BUDGETS" | tr ' ' ',')" --out "$OUT/ilp_s$seed.json" >&2
       s=$(( $(date +%s) - t0 ))
       for b in $BUDGETS; do
         done_row ilp "${b}bits" "$seed" && continue
         finetune_eval "ilp_s${seed}_${b}" "$OUT/ilp_s$seed.${b}bits.json" "$seed" ilp "${b}bits" "$s"
       done
-      continue
     fi
-    for b in $BUDGETS; do
+  fi
+  for b in $BUDGETS; do  # budget-major: a run cut short has every method at the first budgets
+    for method in $METHODS; do
+      [ "$method" = ilp ] && continue
       done_row "$method" "${b}bits" "$seed" && continue
       extra=(--arch-lr 0.05)  # the pareto.sh settings; qpl: no --qpl-scheme (the default for the budget)
       [ "$method" = qpl ] && extra=(--bit-lr 0.1)

@@ -11,6 +11,7 @@
 #include "search/allocation.h"
 #include "search/constraints.h"
 #include "search/ilp.h"
+#include "search/qss.h"
 #include "search/search_driver.h"
 #include "test_fixtures.h"
 
@@ -284,4 +285,21 @@ TEST(Ilp, FrontPoliciesMeetTheirBudgetsAndAreRepeatable) {
   std::string m = autoqnn_test::error_of([&] { run_method(bad); });
   EXPECT_TRUE(autoqnn_test::contains(m, "minimum feasible budget is")) << m;
   EXPECT_FALSE(std::ifstream(tmp_dir() + "/front_bad.2bits.json").good());
+}
+
+// QSS with a sensitivity prior: the prior is the fill's measured quality where it names every candidate
+TEST(BudgetFill, QssTakesItsQualityFromTheSensitivityPrior) {
+  auto space = SearchSpace::from_json(nlohmann::json::parse(R"({"weight": ["binary", "fixed:{2,8}"], "act": ["fp32"]})"));
+  QssOptions o;
+  o.theta_init = {{"conv2", {{"binary|fp32", -3.0}, {"fixed:2|fp32", -1.0}, {"fixed:8|fp32", 0.0}}},
+                  {"fc1", {{"binary|fp32", -2.0}}}};
+  QssStrategy s(make_model("lenet5", autoqnn_test::kSyntheticCfg), space, o);
+  ChoiceProblem p = s.choice_problem();
+  for (const auto& g : p.groups) {
+    if (g.name == "conv2") {
+      EXPECT_EQ(g.quality, (std::vector<double>{-3.0, -1.0, 0.0}));
+    } else {
+      EXPECT_TRUE(g.quality.empty()) << g.name;  // fc1: not every candidate named; others: none
+    }
+  }
 }
