@@ -186,6 +186,6 @@ int cmd_search(const std::vector<std::string>& args) {
 
 }  // namespace
 
-AUTOQNN_VERB("search", "search a mixed-precision policy under a size budget (QSS, QPL, QSS+QPL)", cmd_search);
+AUTOQNN_VERB("search", "search a mixed-precision policy under a size budget (QSS, QPL, QSS+QPL, ILP)", cmd_search);
 
 }  // namespace autoqnn::cli
