@@ -5,6 +5,8 @@
 # (the stated activation setting). Writes results/pareto.csv, results/pareto_<model>.png (gnuplot) and
 # refreshes the table between the pareto markers in docs/results.md.
 #
+# The 1-2 bits/weight regime with the quick recipe (budget fill, --method ilp): bench/hard_regime.sh.
+#
 # Usage: bench/pareto.sh [--quick] [--models "lenet5 resnet20"] [--seeds "1 2 3"]
 #   --quick: LeNet-5 only, 1 seed, 3 uniform schemes, 12k training images, 1-epoch search and finetune
 #            (about 30 minutes on 2 idle cores); the full mode runs for hours on CPU, minutes on a GPU.

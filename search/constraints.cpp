@@ -171,6 +171,7 @@ json Derivation::to_json(const ChoiceProblem& p) const {
   j["cost"] = cost.to_json(p.num_weights);
   j["downgrades"] = downgrades;
   j["upgrades"] = upgrades;
+  j["fills"] = fills;
   j["uniform"] = uniform;
   json ch = json::object();
   for (size_t g = 0; g < p.groups.size(); ++g) {
@@ -315,7 +316,8 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
     cur = total_cost(p, d.choice);
     ++d.upgrades;
   }
-  d.cost = cur;
+  d.fills = fill_budget(p, b, d.choice);
+  d.cost = total_cost(p, d.choice);
 
   // ---- degenerate result: every searched group on the same option
   int searched = 0;
@@ -329,6 +331,55 @@ Derivation derive(const ChoiceProblem& p, const Budgets& b) {
   }
   d.uniform = searched >= 2 && same;
   return d;
+}
+
+int fill_budget(const ChoiceProblem& p, const Budgets& b, std::vector<int64_t>& choice) {
+  const size_t G = p.groups.size();
+  Cost cur = total_cost(p, choice);
+  if (!within(cur, b)) throw std::logic_error("fill_budget: the choice is over the budget");
+  int fills = 0;
+  for (;;) {
+    auto others = max_of_others(p, choice);
+    double best_ratio = -1;
+    int64_t best_g = -1, best_c = -1;
+    for (size_t g = 0; g < G; ++g) {
+      const auto& grp = p.groups[g];
+      const bool measured = !grp.quality.empty();
+      if (measured && grp.quality.size() != grp.cost.size())
+        throw std::logic_error("fill_budget: group '" + grp.name + "' has inconsistent quality list");
+      const int64_t now = choice[g];
+      const Cost& a = grp.cost[static_cast<size_t>(now)];
+      for (int64_t c = 0; c < static_cast<int64_t>(grp.cost.size()); ++c) {
+        if (c == now) continue;
+        const Cost& n = grp.cost[static_cast<size_t>(c)];
+        double spend = 0;
+        for (const auto& k : b.constraints) spend += std::max(0.0, n.at(k.kind) - a.at(k.kind)) / k.limit;
+        double gain;
+        if (measured) {
+          gain = grp.quality[static_cast<size_t>(c)] - grp.quality[static_cast<size_t>(now)];
+          if (!(gain > 0)) continue;
+        } else {
+          bool dominates = spend > 0;
+          for (const auto& k : cost_kinds()) dominates = dominates && n.at(k.kind) >= a.at(k.kind);
+          if (!dominates) continue;
+          const double pn = grp.prob[static_cast<size_t>(now)], pc = grp.prob[static_cast<size_t>(c)];
+          gain = pc / std::max(pn, 1e-300);
+        }
+        if (!within(switched(cur, grp, now, c, others[g]), b)) continue;
+        const double ratio = gain / std::max(spend, 1e-12);
+        if (ratio > best_ratio) {  // ties: the first group / option
+          best_ratio = ratio;
+          best_g = static_cast<int64_t>(g);
+          best_c = c;
+        }
+      }
+    }
+    if (best_g < 0) break;
+    choice[static_cast<size_t>(best_g)] = best_c;
+    cur = total_cost(p, choice);
+    ++fills;
+  }
+  return fills;
 }
 
 // ---------------------------------------------------------------- penalty

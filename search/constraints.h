@@ -71,6 +71,9 @@ struct ChoiceGroup {
   std::vector<std::string> labels;  // option labels ("esb:4:k=1 / fixed:8")
   std::vector<double> prob;         // architecture probability of each option (sums to 1)
   std::vector<Cost> cost;           // exact cost of each option over the group's layers (act: max)
+  // Measured quality of each option (higher = better, e.g. minus the accuracy drop of an `analyze` table);
+  // empty = not measured. Only the budget fill reads it.
+  std::vector<double> quality;
   bool searched() const { return labels.size() > 1; }
 };
 struct ChoiceProblem {
@@ -95,6 +98,7 @@ struct Derivation {
   std::vector<int64_t> argmax, choice;  // option per group
   Cost argmax_cost, cost;
   int downgrades = 0, upgrades = 0;
+  int fills = 0;  // budget-fill upgrades (after the refill)
   bool uniform = false;  // >= 2 searched groups and all picked the same option label
   nlohmann::json to_json(const ChoiceProblem& p) const;
 };
@@ -103,9 +107,20 @@ struct Derivation {
 // savings beyond the current overshoot do not count),
 // never raising a violated cost nor breaking a satisfied budget; then refill: while some change to a more
 // probable option still fits every budget, apply the one with the most probability gained per unit of
-// budget spent. check_feasible first; throws InfeasibleBudget when the budgets are individually feasible
-// but cannot be met together by greedy repair.
+// budget spent; then fill (fill_budget). check_feasible first; throws InfeasibleBudget when the budgets are
+// individually feasible but cannot be met together by greedy repair.
 Derivation derive(const ChoiceProblem& p, const Budgets& b);
+
+// The budget fill: spends what the budgets leave on upgrades, greedily by the best gain per unit of budget
+// spent (each constraint's increase normalised by its limit), while some upgrade fits every budget.
+// An upgrade of a group is
+//   - with measured quality (ChoiceGroup::quality): an option of higher quality; gain = the quality gained;
+//   - without: an option that costs at least as much in every cost kind and more in a budgeted one (more
+//     bits somewhere, fewer nowhere); gain = the probability ratio p(new) / p(now), so among upgrades the
+//     method's own preference decides.
+// It stops when no upgrade fits, i.e. every group has its best option or the smallest remaining upgrade is
+// larger than what is left. Returns the number of upgrades applied; `choice` must be within the budgets.
+int fill_budget(const ChoiceProblem& p, const Budgets& b, std::vector<int64_t>& choice);
 
 // ---------------------------------------------------------------- penalty
 struct ExpectedCost {

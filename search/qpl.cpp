@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <stdexcept>
 
+#include "autoqnn/checkpoint.h"
 #include "autoqnn/option_fields.h"
 #include "autoqnn/runtime.h"
 #include "quantizers/registry.h"
+#include "search/search_driver.h"
 
 namespace autoqnn::search {
 
@@ -390,6 +393,42 @@ void qpl_bits_from_flags(const FlagValues& f, QplOptions& o) {
   o.init_bits = f.number("init-bits");
 }
 
+namespace {
+constexpr const char* kAutoSchemeSource = "auto";
+
+// The weight budget in bits/weight (--avg-bits, or --budget-kib over the model's quantizable weights).
+double budget_bits(const SearchOptions& opt) {
+  if (auto it = opt.budgets.find("--avg-bits"); it != opt.budgets.end()) return it->second;
+  auto it = opt.budgets.find("--budget-kib");
+  if (it == opt.budgets.end()) throw std::invalid_argument("a weight budget is required: --budget-kib X or --avg-bits B");
+  CheckpointMeta ck = read_checkpoint_meta(opt.checkpoint);
+  ModelPtr m = opt.model_factory ? opt.model_factory(opt.model, ck.config) : make_model(opt.model, ck.config);
+  int64_t n = 0;
+  for (const auto& p : profile_model(*m)) n += p.params;
+  return avg_bits(it->second * 1024.0, n);
+}
+
+// QPL without --qpl-scheme / --qpl-policy: VecQ (every bitwidth 1..8, the best uniform 2-bit scheme at low
+// budgets in docs/results.md) on every layer, bits starting at the budget: --qpl-scheme vecq:round(B)
+// --init-bits B, B = the budget in bits/weight clamped to [--bits-min, --bits-max].
+SearchResult run_qpl(const SearchOptions& opt) {
+  QplOptions o = options_as<QplOptions>(opt.strategy.get(), "qpl");
+  if (o.source != kAutoSchemeSource) return run_search(opt);
+  const double b = std::clamp(budget_bits(opt), static_cast<double>(std::max(o.bits_min, 1)),
+                              static_cast<double>(std::min(o.bits_max, 8)));
+  o.weight = "vecq:" + std::to_string(static_cast<int>(std::lround(b)));
+  if (o.init_bits == 0) o.init_bits = b;
+  char ib[32];
+  std::snprintf(ib, sizeof ib, "%g", o.init_bits);
+  o.source = "default for the budget: --qpl-scheme " + o.weight + " --init-bits " + ib +
+             " --qpl-act " + o.act;
+  log_info("qpl: no --qpl-scheme: " + o.source);
+  SearchOptions s = opt;
+  s.strategy = std::make_shared<QplOptions>(o);
+  return run_search(s);
+}
+}  // namespace
+
 SearchMethod qpl_method() {
   SearchMethod m;
   m.name = "qpl";
@@ -402,8 +441,6 @@ SearchMethod qpl_method() {
   };
   for (auto& f : qpl_bit_flags()) m.flags.push_back(f);
   m.options_from_flags = [](const FlagValues& f) {
-    if (!f.has("qpl-scheme") && !f.has("qpl-policy"))
-      throw std::invalid_argument("--method qpl needs the schemes: --qpl-scheme SPEC (every layer) or --qpl-policy P.json");
     if (f.has("qpl-scheme") && f.has("qpl-policy"))
       throw std::invalid_argument("give either --qpl-scheme or --qpl-policy, not both");
     auto o = std::make_shared<QplOptions>();
@@ -413,6 +450,8 @@ SearchMethod qpl_method() {
       const std::string& p = f.text("qpl-policy");
       o->layers = qpl_layers_from_policy(load_policy(p));
       o->source = "policy " + p;
+    } else if (!f.has("qpl-scheme")) {
+      o->source = kAutoSchemeSource;  // run_qpl picks the scheme from the budget
     } else {
       o->weight = f.text("qpl-scheme");
       o->source = "--qpl-scheme " + o->weight + " --qpl-act " + o->act;
@@ -424,6 +463,7 @@ SearchMethod qpl_method() {
   m.make = [](ModelPtr model, const SearchSpace&, const StrategyOptions* o) -> std::unique_ptr<SearchStrategy> {
     return std::make_unique<QplStrategy>(std::move(model), options_as<QplOptions>(o, "qpl"));
   };
+  m.run = run_qpl;
   return m;
 }
 

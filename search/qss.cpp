@@ -130,9 +130,12 @@ void QssStrategy::apply_theta_init() {
   }
   int64_t set = 0, total = 0;
   torch::NoGradGuard ng;
-  for (const auto& G : net_->groups()) {
+  quality_.assign(net_->groups().size(), {});
+  for (size_t gi = 0; gi < net_->groups().size(); ++gi) {
+    const auto& G = net_->groups()[gi];
     if (!G.searched()) continue;
-    std::vector<double> th(G.size(), 0.0);
+    std::vector<double> th(G.size(), 0.0), q(G.size(), 0.0);
+    bool covered = true;
     for (int64_t c = 0; c < G.size(); ++c) {
       const std::string key =
           G.cands.weight[G.cands.weight_index(c)].to_string() + "|" + G.cands.act[G.cands.act_index(c)].to_string();
@@ -151,11 +154,20 @@ void QssStrategy::apply_theta_init() {
         th[c] = sum / static_cast<double>(n);
         ++set;
       }
+      q[c] = sum;
+      covered = covered && n == static_cast<int64_t>(G.layers.size());
     }
+    if (covered) quality_[gi] = q;  // the budget fill's measured gain (every candidate of the group known)
     G.theta.copy_(torch::tensor(th, torch::kFloat64).to(G.theta.options()));
   }
   log_info("qss: initial architecture logits from theta_init: " + std::to_string(set) + " of " + std::to_string(total) +
            " candidates set (the others start at 0)");
+}
+
+ChoiceProblem QssStrategy::choice_problem() {
+  ChoiceProblem p = net_->choice_problem();
+  for (size_t g = 0; g < p.groups.size() && g < quality_.size(); ++g) p.groups[g].quality = quality_[g];
+  return p;
 }
 
 void QssStrategy::begin_step(Phase phase, double progress, uint64_t step_seed) {

@@ -48,7 +48,8 @@ class QssStrategy : public NetStrategy<Supernet> {
   void begin_step(Phase phase, double progress, uint64_t step_seed) override;
   void begin_eval() override { net_->fix_argmax(); }
   void calibrate(const torch::Tensor& images, uint64_t step_seed) override;
-  ChoiceProblem choice_problem() override { return net_->choice_problem(); }
+  // The supernet's problem, with the theta_init prior as the measured quality of the budget fill.
+  ChoiceProblem choice_problem() override;
   std::vector<std::pair<std::string, double>> metrics(double progress) override;
   nlohmann::json probabilities_json() override { return net_->probabilities_json(); }
   nlohmann::json config_json() const override { return opt_.to_json(); }
@@ -59,6 +60,7 @@ class QssStrategy : public NetStrategy<Supernet> {
  private:
   void apply_theta_init();  // opt_.theta_init -> theta (once, at construction; a resumed state overwrites it)
   QssOptions opt_;
+  std::vector<std::vector<double>> quality_;  // per group: summed prior logits (empty = not covered)
 };
 
 // The method row of "qss" (search_method.h).

@@ -506,7 +506,7 @@ SearchResult finish_search(SearchStrategy& strat, const FinishStep& f) {
            fmtd(" (%.3f bits/weight)", avg_bits(d.cost.weight_bytes, N)) + " for a budget of " +
            format_kib(f.budgets.limit(CostKind::WeightBytes)) + "; E[size] " + format_kib(ex.weight_bytes) + "; " +
            std::to_string(d.downgrades) + " repair downgrade(s), " + std::to_string(d.upgrades) +
-           " refill upgrade(s)");
+           " refill upgrade(s), " + std::to_string(d.fills) + " budget-fill upgrade(s)");
   SearchResult r;
   r.policy = std::move(policy);
   r.derivation = d;

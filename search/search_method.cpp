@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "search/ilp.h"
 #include "search/qpl.h"
 #include "search/qss.h"
 #include "search/qss_qpl.h"
@@ -11,7 +12,7 @@ namespace autoqnn::search {
 
 // The table: one row per method, in the order `autoqnn search --help` lists them.
 const std::vector<SearchMethod>& search_method_table() {
-  static const std::vector<SearchMethod> rows = {qss_method(), qpl_method(), qss_qpl_method()};
+  static const std::vector<SearchMethod> rows = {qss_method(), qpl_method(), qss_qpl_method(), ilp_method()};
   return rows;
 }
 

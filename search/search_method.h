@@ -46,6 +46,7 @@ struct SearchMethod {
   std::string name;
   std::string summary;
   bool needs_supernet = false;  // candidates from a search space (else the space is only recorded)
+  bool budget_lists = false;    // takes a front of budgets through its own flags (no --avg-bits needed)
   std::vector<MethodFlag> flags;
   std::function<StrategyOptionsPtr(const FlagValues&)> options_from_flags;
   std::function<StrategyOptionsPtr(const nlohmann::json&)> options_from_json;  // state files

@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 
+#include "autoqnn/policy.h"
 #include "test_fixtures.h"
 #include "test_util.h"
 #include "autoqnn/json_schema.h"
@@ -391,9 +392,12 @@ TEST(QplCli, UsageErrorsAndARun) {
   const std::string base = "search --model lenet5 --dataset synthetic --train-limit 300 --batch-size 50 --threads 2 "
                            "--checkpoint " + fp32_checkpoint() + " --avg-bits 2.5 --epochs 1 --warmup 0";
   const std::string out = tmp_dir() + "/cli.json";
-  auto r = run_cli(base + " --method qpl --out " + out);
-  EXPECT_EQ(r.rc, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "--qpl-scheme")) << r.out;
+  // no --qpl-scheme: VecQ at the budget's bits (2.5 -> vecq:3, bits starting at 2.5)
+  const std::string auto_out = tmp_dir() + "/cli_auto.json";
+  auto r = run_cli(base + " --method qpl --out " + auto_out);
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "--qpl-scheme vecq:3 --init-bits 2.5")) << r.out;
+  EXPECT_EQ(load_policy(auto_out).search["strategy"]["weight"], "vecq:3");
   r = run_cli(base + " --method qss+qpl --qpl-scheme vecq:4 --out " + out);
   EXPECT_EQ(r.rc, 2) << r.out;
   r = run_cli(base + " --method qpl --qpl-scheme nosuch:4 --out " + out);

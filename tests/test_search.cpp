@@ -199,7 +199,7 @@ TEST(SearchSpace, OverridesResolveByFirstLastNameAndGlob) {
 }
 
 TEST(SearchSpace, ShippedSpacesLoad) {
-  for (const char* f : {"default.json", "bits_only.json", "shared.json", "lowbit.json"}) {
+  for (const char* f : {"default.json", "bits_only.json", "shared.json", "lowbit.json", "wa.json"}) {
     std::string path = std::string(AUTOQNN_SOURCE_DIR) + "/configs/search_space/" + f;
     SearchSpace s;
     ASSERT_NO_THROW(s = SearchSpace::load(path)) << path;
@@ -372,7 +372,12 @@ TEST(Constraints, DerivedPolicyMeetsEveryFeasibleBudget) {
       EXPECT_LE(d.cost.weight_bytes, b.limit(CostKind::WeightBytes)) << trial << " " << f;
       EXPECT_EQ(total_cost(p, d.choice).weight_bytes, d.cost.weight_bytes);
       if (d.argmax_cost.weight_bytes <= b.limit(CostKind::WeightBytes)) {
-        EXPECT_EQ(d.choice, d.argmax);
+        // no repair, no refill; the budget fill may only add cost (every kind at least as much)
+        EXPECT_EQ(d.downgrades + d.upgrades, 0);
+        if (d.fills == 0) EXPECT_EQ(d.choice, d.argmax);
+        for (size_t g = 0; g < p.groups.size(); ++g)
+          for (const auto& k : cost_kinds())
+            EXPECT_GE(p.groups[g].cost[d.choice[g]].at(k.kind), p.groups[g].cost[d.argmax[g]].at(k.kind));
       }
       if (f == 0.0) {
         EXPECT_EQ(d.cost.weight_bytes, lo.weight_bytes);

@@ -26,13 +26,14 @@ int run_analyze(const std::vector<std::string>& args) {
   ck.add(desc, "FP32 checkpoint")
     ("space", po::value(&space_path)->default_value(space_path),
      "search space JSON: the candidates per layer (or a name in configs/search_space/, e.g. lowbit)");
-  out.add(desc, "sensitivity CSV to write (atomically)");
+  out.add(desc, "sensitivity CSV to write (atomically; default: the CSV to stdout, the readable table to stderr)",
+          Need::Optional);
   calib.add(desc, "training mini-batches calibrating the layer's activation quantizer")
     ("no-accuracy", po::bool_switch(&no_accuracy), "weight errors only (no evaluation per candidate)")
     ("eval-split", po::value(&split)->default_value(split),
      "where the accuracy drop is measured: val (held out of the training set; use it to steer a search) | test");
   po::variables_map vm;
-  if (!parse("analyze", "--model NAME --checkpoint FP.pt [--space SPACE] --out S.csv", desc, args, vm)) return 0;
+  if (!parse("analyze", "--model NAME --checkpoint FP.pt [--space SPACE] [--out S.csv]", desc, args, vm)) return 0;
   calib.check();
   if (split != "val" && split != "test") throw UsageError("--eval-split must be val or test, got '" + split + "'");
   auto device = setup_runtime(c);
@@ -63,6 +64,11 @@ int run_analyze(const std::vector<std::string>& args) {
                                        val ? splits.val : splits.test, so, &fp);
   log_info("analyze: accuracy drops measured on the " + split + " split (" +
            std::to_string((val ? splits.val : splits.test).size()) + " images)");
+  if (out.path.empty()) {  // a pipe: `autoqnn analyze ... > s.csv` is the table `search --sensitivity` reads
+    std::cerr << ptq::sensitivity_table(rows, fp);
+    std::cout << ptq::sensitivity_csv(rows) << std::flush;
+    return 0;
+  }
   atomic_write_text(out.path, ptq::sensitivity_csv(rows));
   std::cout << ptq::sensitivity_table(rows, fp) << "wrote " << out.path << " (" << rows.size() << " rows)" << std::endl;
   return 0;

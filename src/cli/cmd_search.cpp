@@ -132,7 +132,10 @@ int cmd_search(const std::vector<std::string>& args) {
   so.space_path = find_search_space(so.space_path);  // a path or name: cwd, installed, next to the exe, source tree
   so.budgets = given_budgets(budget_values, vm);
   try {
-    search::make_budgets(so.budgets, 1);  // flag errors before any work (the model's size is not known yet)
+    // flag errors before any work (the model's size is not known yet); a front method (ilp --budgets) may
+    // give its weight budgets through its own flags
+    const bool front = search::search_method(so.method).budget_lists;
+    if (!front || so.budgets.count("--avg-bits") || so.budgets.count("--budget-kib")) search::make_budgets(so.budgets, 1);
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
@@ -190,6 +193,6 @@ int cmd_search(const std::vector<std::string>& args) {
 
 }  // namespace
 
-AUTOQNN_VERB("search", "search a mixed-precision policy under a size budget (QSS, QPL, QSS+QPL)", cmd_search);
+AUTOQNN_VERB("search", "search a mixed-precision policy under a size budget (QSS, QPL, QSS+QPL, ILP)", cmd_search);
 
 }  // namespace autoqnn::cli

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The hard regime (issue 18): weight budgets of 1, 1.25, 1.5 and 2 bits/weight, the recipe of
+# `bench/pareto.sh --quick` (Fashion-MNIST, first 12k training images, FP32 LeNet-5 trained 3 epochs,
+# 1-epoch search without warm-up, lowbit space, 1-epoch finetune of every policy, test top-1).
+# Rows: uniform 1- and 2-bit policies (UNIFORM, first), and the methods (METHODS: qss, qpl, qss+qpl, ilp) at
+# every budget. ilp makes its whole front from one sensitivity analysis (--budgets). Jobs run one at a
+# time: uniform rows, the ilp front, then budget by budget (in the order given) every other method and every finished row is appended to the CSV at
+# once, so a run cut short keeps what it measured. Weights only (activations fp32), LeNet-5 only.
+#
+# Usage: bench/hard_regime.sh [--seeds "1 2 3"] [--budgets "1.5 1.25 1 2"]
+# Env: BIN (default build/autoqnn), THREADS, OUT (runs/hard), CSV (results/hard_regime.csv),
+#      UNIFORM ("binary:1 mul2q:2 vecq:2 fixed:2 twn"), METHODS ("ilp qss qpl qss+qpl"), NICE (10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS="1"; BUDGETS="1.5 1.25 1 2"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seeds) SEEDS=$2; shift ;;
+    --budgets) BUDGETS=$2; shift ;;
+    *) echo "hard_regime.sh: unknown argument '$1' (use --seeds, --budgets)" >&2; exit 2 ;;
+  esac
+  shift
+done
+BIN=${BIN:-build/autoqnn}
+OUT=${OUT:-runs/hard}; CSV=${CSV:-results/hard_regime.csv}
+UNIFORM=${UNIFORM:-"binary:1 mul2q:2 vecq:2 fixed:2 twn"}
+METHODS=${METHODS:-"ilp qss qpl qss+qpl"}
+RUN=(nice -n "${NICE:-10}" "$BIN")
+mkdir -p "$OUT" results
+[ -f "$CSV" ] || echo "model,method,config,seed,weight_bytes,avg_bits,top1,search_s,finetune_s" > "$CSV"
+common=(--dataset fashion-mnist --train-limit 12000)
+[ -n "${THREADS:-}" ] && common+=(--threads "$THREADS")
+FP=runs/lenet5_fp32.pt
+if [ ! -f "$FP" ]; then
+  "${RUN[@]}" train --model lenet5 "${common[@]}" --epochs 3 --lr 0.05 --seed 1 --out "$FP" >&2
+fi
+jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+done_row() { grep -q "^lenet5,$1,$2,$3," "$CSV"; }  # method config seed
+
+finetune_eval() {  # name policy seed method config search_s
+  local name=$1 pol=$2 seed=$3 method=$4 config=$5 search_s=$6 t0 top1
+  t0=$(date +%s)
+  "${RUN[@]}" finetune --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --policy "$pol" --epochs 1 \
+    --out "$OUT/$name.pt" >&2
+  top1=$("${RUN[@]}" eval --model lenet5 --checkpoint "$OUT/$name.pt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["top1"])')
+  echo "lenet5,$method,$config,$seed,$(jget "$pol" "d['totals']['weight_bytes']"),$(jget "$pol" "round(d['totals']['avg_weight_bits'], 4)"),$top1,$search_s,$(( $(date +%s) - t0 ))" | tee -a "$CSV" >&2
+}
+
+for seed in $SEEDS; do
+  for spec in $UNIFORM; do
+    done_row uniform "$spec" "$seed" && continue
+    pol="$OUT/u_${spec//[:=]/_}.json"
+    "$BIN" policy uniform --model lenet5 --weight "$spec" --out "$pol" >&2
+    finetune_eval "u_${spec//[:=]/_}_s$seed" "$pol" "$seed" uniform "$spec" 0
+  done
+  if [[ " $METHODS " == *" ilp "* ]]; then  # one analysis, the whole front
+    todo=0; for b in $BUDGETS; do done_row ilp "${b}bits" "$seed" || todo=1; done
+    if [ "$todo" = 1 ]; then
+      t0=$(date +%s)
+      "${RUN[@]}" search --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --method ilp \
+        --space configs/search_space/lowbit.json --budgets "$(echo "$BUDGETS" | tr ' ' ',')" --out "$OUT/ilp_s$seed.json" >&2
+      s=$(( $(date +%s) - t0 ))
+      for b in $BUDGETS; do
+        done_row ilp "${b}bits" "$seed" && continue
+        finetune_eval "ilp_s${seed}_${b}" "$OUT/ilp_s$seed.${b}bits.json" "$seed" ilp "${b}bits" "$s"
+      done
+    fi
+  fi
+  for b in $BUDGETS; do  # budget-major: a run cut short has every method at the first budgets
+    for method in $METHODS; do
+      [ "$method" = ilp ] && continue
+      done_row "$method" "${b}bits" "$seed" && continue
+      extra=(--arch-lr 0.05)  # the pareto.sh settings; qpl: no --qpl-scheme (the default for the budget)
+      [ "$method" = qpl ] && extra=(--bit-lr 0.1)
+      [ "$method" = qss+qpl ] && extra+=(--bit-lr 0.1)
+      name="${method/+/_}_s${seed}_$b"
+      t0=$(date +%s)
+      "${RUN[@]}" search --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
+        --space configs/search_space/lowbit.json --avg-bits "$b" --epochs 1 --warmup 0 --out "$OUT/$name.json" >&2
+      finetune_eval "$name" "$OUT/$name.json" "$seed" "$method" "${b}bits" $(( $(date +%s) - t0 ))
+    done
+  done
+done
+echo "hard_regime: rows in $CSV" >&2

@@ -1,0 +1,319 @@
+#include "search/ilp.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+#include "autoqnn/checkpoint.h"
+#include "autoqnn/data.h"
+#include "autoqnn/data_files.h"
+#include "autoqnn/policy.h"
+#include "autoqnn/runtime.h"
+#include "autoqnn/sensitivity.h"
+#include "quantizers/registry.h"
+#include "search/search_driver.h"
+
+namespace autoqnn::search {
+
+using nlohmann::json;
+
+std::vector<double> parse_number_list(const std::string& text, const std::string& flag) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string cell;
+  while (std::getline(ss, cell, ',')) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(cell, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (cell.empty() || used != cell.size() || !(v > 0) || !std::isfinite(v))
+      throw std::invalid_argument(flag + ": '" + cell + "' in '" + text + "' is not a positive number");
+    out.push_back(v);
+  }
+  if (out.empty()) throw std::invalid_argument(flag + ": no value given");
+  return out;
+}
+
+json IlpOptions::to_json() const {
+  return {{"sensitivity", sensitivity}, {"budgets_bits", budgets_bits}, {"budgets_kib", budgets_kib},
+          {"wa_bits", wa_bits}, {"solver", alloc_solver_name(solver)}};
+}
+
+IlpOptions IlpOptions::from_json(const json& j) {
+  IlpOptions o;
+  try {
+    o.sensitivity = j.value("sensitivity", "");
+    o.budgets_bits = j.value("budgets_bits", std::vector<double>{});
+    o.budgets_kib = j.value("budgets_kib", std::vector<double>{});
+    o.wa_bits = j.value("wa_bits", std::vector<double>{});
+    o.solver = parse_alloc_solver(j.value("solver", "auto"));
+  } catch (const json::exception& e) {
+    throw std::invalid_argument(std::string("ilp options: ") + e.what());
+  }
+  return o;
+}
+
+namespace {
+
+std::string fmtd(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+std::string canonical(const std::string& spec, quant::Role role) {
+  return quant::validate_spec(quant::QuantSpec::parse(spec), role).to_string();
+}
+
+// Quality of a table row (see ilp.h).
+double row_quality(const ptq::SensitivityRow& r, bool accuracy) {
+  double rel = std::isinf(r.sqnr_db) && r.sqnr_db > 0 ? 0.0 : std::pow(10.0, -r.sqnr_db / 10.0);
+  if (!std::isfinite(rel)) rel = 1.0;
+  return accuracy ? -std::max(r.drop, 0.0) - 0.01 * rel : -rel;
+}
+
+struct Front {
+  std::string tag;                         // "" (one policy) | "1.25bits" | "12kib"
+  std::map<std::string, double> flags;     // budget flags of the point
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::invalid_argument("--sensitivity: cannot read '" + path + "'");
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string stem_of(const std::string& out) {
+  return out.size() > 5 && out.substr(out.size() - 5) == ".json" ? out.substr(0, out.size() - 5) : out;
+}
+
+SearchResult run_ilp(const SearchOptions& opt) {
+  const IlpOptions io = options_as<IlpOptions>(opt.strategy.get(), "ilp");
+  const auto t0 = std::chrono::steady_clock::now();
+  seed_everything(opt.seed);
+  const ModelFactory factory = opt.model_factory ? opt.model_factory
+                                                 : [](const std::string& n, const ModelConfig& c) { return make_model(n, c); };
+  SearchSpace space = SearchSpace::load(find_search_space(opt.space_path));
+  if (space.granularity != Granularity::PerLayer)
+    throw std::invalid_argument("--method ilp allocates per layer; the space '" + opt.space_path + "' is " +
+                                granularity_name(space.granularity));
+  CheckpointMeta ck = read_checkpoint_meta(opt.checkpoint);
+  if (ck.model != opt.model)
+    throw std::invalid_argument("checkpoint " + opt.checkpoint + " holds model '" + ck.model + "', not --model '" +
+                                opt.model + "'");
+  if (ck.kind != "fp32")
+    throw std::invalid_argument("--method ilp starts from an FP32 checkpoint; " + opt.checkpoint + " is a '" + ck.kind +
+                                "' checkpoint");
+  ModelPtr model = factory(opt.model, ck.config);
+  load_checkpoint_weights(opt.checkpoint, *model);
+
+  // ---- the candidates and their exact costs
+  std::vector<LayerProfile> prof = profile_model(*model);
+  std::vector<std::string> names;
+  int64_t N = 0;
+  for (const auto& p : prof) names.push_back(p.name), N += p.params;
+  std::vector<CandidateSet> sets = space.resolve(names);
+  ChoiceProblem problem;
+  problem.num_weights = N;
+  std::vector<std::vector<std::pair<quant::QuantSpec, quant::QuantSpec>>> cands(prof.size());
+  for (size_t i = 0; i < prof.size(); ++i) {
+    ChoiceGroup g;
+    g.name = prof[i].name;
+    g.layers = {prof[i].name};
+    const LayerDims dims = layer_dims(prof[i]);
+    for (int64_t c = 0; c < sets[i].size(); ++c) {
+      const auto& w = sets[i].weight[static_cast<size_t>(sets[i].weight_index(c))];
+      const auto& a = sets[i].act[static_cast<size_t>(sets[i].act_index(c))];
+      cands[i].push_back({w, a});
+      g.labels.push_back(sets[i].label(c));
+      g.cost.push_back(layer_cost(dims, w, a));
+      g.prob.push_back(1.0 / static_cast<double>(sets[i].size()));
+    }
+    problem.groups.push_back(std::move(g));
+  }
+
+  // ---- the front's budgets (checked before the analysis: a bad budget costs nothing)
+  std::map<std::string, double> common = opt.budgets;
+  if (!io.wa_bits.empty()) {
+    if (common.count("--bops")) throw std::invalid_argument("give either --bops or --wa-bits, not both");
+    double bops = 0;
+    for (const auto& p : prof) bops += bops_of(p.macs, io.wa_bits[0], io.wa_bits[1]);
+    common["--bops"] = bops;
+  }
+  std::vector<Front> front;
+  const bool lists = !io.budgets_bits.empty() || !io.budgets_kib.empty();
+  if (lists) {
+    if (common.count("--avg-bits") || common.count("--budget-kib"))
+      throw std::invalid_argument("give either --budgets / --budgets-kib (a front) or --avg-bits / --budget-kib, not both");
+    for (double v : io.budgets_bits) {
+      Front f{fmtd("%g", v) + "bits", common};
+      f.flags["--avg-bits"] = v;
+      front.push_back(f);
+    }
+    for (double v : io.budgets_kib) {
+      Front f{fmtd("%g", v) + "kib", common};
+      f.flags["--budget-kib"] = v;
+      front.push_back(f);
+    }
+  } else {
+    front.push_back({"", common});
+  }
+  std::vector<Budgets> budgets;
+  for (const auto& f : front) {
+    budgets.push_back(make_budgets(f.flags, N));
+    if (!io.wa_bits.empty())
+      budgets.back().find(CostKind::Bops)->source =
+          "--wa-bits " + fmtd("%g", io.wa_bits[0]) + "," + fmtd("%g", io.wa_bits[1]);
+    check_feasible(problem, budgets.back());
+  }
+  log_info("ilp: " + opt.model + ", space " + opt.space_path + ", " + std::to_string(front.size()) + " budget(s)");
+
+  // ---- the sensitivity table
+  std::vector<ptq::SensitivityRow> rows;
+  std::string table_source;
+  if (!io.sensitivity.empty()) {
+    rows = ptq::parse_sensitivity_csv(read_text(io.sensitivity), io.sensitivity);
+    table_source = io.sensitivity;
+  } else {
+    Splits splits = load_splits(opt.data);
+    if (splits.val.size() == 0) throw std::invalid_argument("ilp: the val split is empty; raise --train-limit");
+    TensorDataset val = splits.val.head(opt.val_eval_limit);
+    ptq::SensitivityOptions so;
+    so.calib_batches = opt.calib_batches;
+    so.batch_size = opt.batch_size;
+    so.seed = opt.seed;
+    so.device = opt.device;
+    rows = ptq::analyze_sensitivity(*model, cands, splits.train, val, so);
+    table_source = "measured on " + std::to_string(val.size()) + " val images";
+  }
+  bool accuracy = false;
+  for (const auto& r : rows) accuracy = accuracy || r.top1 != 0 || r.drop != 0;
+  std::map<std::string, double> q_of;  // "layer|w|a" -> quality
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    std::string key;
+    try {
+      key = r.layer + "|" + canonical(r.weight, quant::Role::Weight) + "|" + canonical(r.act, quant::Role::Activation);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(table_source + ": row " + std::to_string(i + 1) + " (layer '" + r.layer + "'): " + e.what());
+    }
+    q_of[key] = row_quality(r, accuracy);
+  }
+  for (size_t i = 0; i < problem.groups.size(); ++i) {
+    auto& g = problem.groups[i];
+    for (const auto& [w, a] : cands[i]) {
+      auto it = q_of.find(g.name + "|" + w.to_string() + "|" + a.to_string());
+      if (it == q_of.end())
+        throw std::invalid_argument(table_source + ": no row for layer '" + g.name + "', candidate " + w.to_string() +
+                                    " / " + a.to_string() + " (made for another model or search space?)");
+      g.quality.push_back(it->second);
+    }
+  }
+  const double analysis_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  log_info("ilp: sensitivity table " + table_source + fmtd(" (%.1f s)", analysis_s) +
+           (accuracy ? "; quality = -drop - 0.01 x weight error" : "; quality = -weight error (no accuracy)"));
+
+  // ---- one exact solve per budget
+  const std::string stem = stem_of(opt.out);
+  std::ostringstream csv;
+  csv << "budget,weight_bytes,avg_bits,act_bytes,bops,quality,solver,solve_s,policy\n";
+  SearchResult last;
+  for (size_t i = 0; i < front.size(); ++i) {
+    const auto ts = std::chrono::steady_clock::now();
+    Allocation a = allocate(problem, budgets[i], io.solver);
+    Derivation d;
+    d.argmax = d.choice = a.choice;
+    d.argmax_cost = a.cost;
+    d.fills = fill_budget(problem, budgets[i], d.choice);
+    d.cost = total_cost(problem, d.choice);
+    const double solve_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+
+    ModelPtr fresh = factory(opt.model, ck.config);
+    Policy policy = blank_policy(*fresh);
+    for (size_t g = 0; g < problem.groups.size(); ++g) {
+      LayerPolicy* lp = policy.find(problem.groups[g].name);
+      if (!lp) throw std::logic_error("ilp: the policy has no layer '" + problem.groups[g].name + "'");
+      lp->weight = cands[g][static_cast<size_t>(d.choice[g])].first;
+      lp->act = cands[g][static_cast<size_t>(d.choice[g])].second;
+    }
+    update_totals(policy);
+    const Cost pc{static_cast<double>(policy.totals.weight_bytes), static_cast<double>(policy.totals.act_bytes),
+                  policy.totals.bops};
+    if (!within(pc, budgets[i]))
+      throw std::logic_error("ilp: the policy exceeds the budget by its own accounting; please report this");
+    const std::string out = front[i].tag.empty() ? opt.out : stem + "." + front[i].tag + ".json";
+    json prov = {{"method", "ilp"},
+                 {"version", AUTOQNN_VERSION},
+                 {"command", opt.command_line},
+                 {"seed", opt.seed},
+                 {"checkpoint", opt.checkpoint},
+                 {"dataset", opt.data.dataset},
+                 {"space", {{"path", opt.space_path}, {"name", space.name}, {"definition", space.raw}}},
+                 {"strategy", io.to_json()},
+                 {"sensitivity", table_source},
+                 {"budget", budgets[i].to_json(N)},
+                 {"derivation", d.to_json(problem)},
+                 {"solver", a.solver},
+                 {"quality", choice_quality(problem, d.choice)},
+                 {"analysis_s", analysis_s},
+                 {"solve_s", solve_s}};
+    save_searched_policy(out, policy, prov);
+    csv << (front[i].tag.empty() ? budgets[i].describe(N) : front[i].tag) << "," << d.cost.weight_bytes << ","
+        << fmtd("%.4f", avg_bits(d.cost.weight_bytes, N)) << "," << d.cost.act_bytes << "," << fmtd("%.6g", d.cost.bops)
+        << "," << fmtd("%.6g", choice_quality(problem, d.choice)) << "," << a.solver << "," << fmtd("%.3f", solve_s)
+        << "," << out << "\n";
+    last.policy = std::move(policy);
+    last.derivation = d;
+  }
+  if (front.size() > 1) {
+    atomic_write_text(stem + ".front.csv", csv.str());
+    log_info("ilp: front of " + std::to_string(front.size()) + " policies: " + stem + ".front.csv" +
+             fmtd(" (%.1f s in all)", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+  }
+  return last;
+}
+
+}  // namespace
+
+SearchMethod ilp_method() {
+  SearchMethod m;
+  m.name = "ilp";
+  m.summary = "exact allocation from a sensitivity table, no training (--budgets for a front)";
+  m.budget_lists = true;
+  m.flags = {
+      {"sensitivity", "ilp: the `autoqnn analyze` table of the same model and space (default: measured on the val split)",
+       "", false},
+      {"budgets", "ilp: a front: one policy per weight budget in bits/weight, e.g. 1,1.25,1.5,2,3", "", false},
+      {"budgets-kib", "ilp: a front: one policy per weight budget in KiB, e.g. 8,12,16", "", false},
+      {"wa-bits", "ilp: a BOPs budget equal to uniform W-bit weights and A-bit activations on every layer: W,A", "",
+       false},
+      {"ilp-solver", "ilp: auto (DP for one size budget, GLPK otherwise) | dp | glpk", "auto", false},
+  };
+  m.options_from_flags = [](const FlagValues& f) {
+    auto o = std::make_shared<IlpOptions>();
+    o->sensitivity = f.text("sensitivity");
+    if (f.has("budgets")) o->budgets_bits = parse_number_list(f.text("budgets"), "--budgets");
+    if (f.has("budgets-kib")) o->budgets_kib = parse_number_list(f.text("budgets-kib"), "--budgets-kib");
+    if (f.has("wa-bits")) {
+      o->wa_bits = parse_number_list(f.text("wa-bits"), "--wa-bits");
+      if (o->wa_bits.size() != 2) throw std::invalid_argument("--wa-bits takes W,A (two numbers), got '" + f.text("wa-bits") + "'");
+    }
+    o->solver = parse_alloc_solver(f.text("ilp-solver"));
+    return o;
+  };
+  m.options_from_json = [](const json& j) { return std::make_shared<IlpOptions>(IlpOptions::from_json(j)); };
+  m.run = run_ilp;
+  return m;
+}
+
+}  // namespace autoqnn::search

@@ -1,0 +1,43 @@
+// `--method ilp`: sensitivity-based exact allocation (HAWQ-v3-style, over our schemes x bits; no supernet,
+// no training). One analysis, then one exact solve per budget:
+//
+//   1. the sensitivity table of the search space (autoqnn/sensitivity.h: every layer x (weight, act)
+//      candidate with only that layer quantized): read from --sensitivity FILE (`autoqnn analyze`), or
+//      measured here on the val split (--val-limit images; calibration from the search-train split);
+//   2. quality of a candidate = -(accuracy drop, clipped at 0) - 0.01 x the relative weight error
+//      10^(-SQNR/10) (the second term breaks the ties of a saturated drop in favour of more precise
+//      weights); a table made with --no-accuracy gives -relative error only;
+//   3. per budget: the multiple-choice knapsack of allocation.h (DP for one Sum budget, GLPK for several),
+//      then the budget fill (constraints.h fill_budget; a no-op at an exact optimum).
+//
+// Budgets: the usual flags (one policy), or a front: --budgets 1,1.25,1.5,2,3 (bits/weight) or
+// --budgets-kib a,b,c, one policy per value (<out stem>.<value>bits.json / .<value>kib.json) plus
+// <out stem>.front.csv; --bops / --act-budget-kib / --wa-bits W,A (the BOPs of uniform W-bit weights and
+// A-bit activations on every layer) apply to every point. An infeasible budget names the minimum before any
+// policy is written.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "search/allocation.h"
+#include "search/search_method.h"
+
+namespace autoqnn::search {
+
+struct IlpOptions : StrategyOptions {
+  std::string sensitivity;               // CSV of `autoqnn analyze` ("" = measure)
+  std::vector<double> budgets_bits;      // a front in bits/weight
+  std::vector<double> budgets_kib;       // a front in KiB
+  std::vector<double> wa_bits;           // {} or {W, A}: a BOPs budget
+  AllocSolver solver = AllocSolver::Auto;
+  nlohmann::json to_json() const override;
+  static IlpOptions from_json(const nlohmann::json& j);
+};
+
+// "1,1.25,1.5" -> {1, 1.25, 1.5}; every value positive; errors name the flag.
+std::vector<double> parse_number_list(const std::string& text, const std::string& flag);
+
+// The method row of "ilp" (search_method.h).
+SearchMethod ilp_method();
+
+}  // namespace autoqnn::search
