@@ -40,7 +40,7 @@ std::string find_ort_runner(std::string* why) {
   return script;
 }
 
-torch::Tensor run_onnx_in_ort(const std::string& onnx_path, const torch::Tensor& images, int64_t batch) {
+torch::Tensor run_onnx_in_ort(const std::string& onnx_path, const torch::Tensor& images, int64_t batch, bool optimize) {
   std::string why;
   const std::string script = find_ort_runner(&why);
   if (script.empty()) throw std::runtime_error("cannot run ONNX Runtime: " + why);
@@ -65,7 +65,7 @@ torch::Tensor run_onnx_in_ort(const std::string& onnx_path, const torch::Tensor&
   }
   std::string cmd = "node " + quote(script) + " " + quote(onnx_path) + " " + quote(in);
   for (int d = 0; d < 4; ++d) cmd += " " + std::to_string(x.size(d));
-  cmd += " " + quote(out) + " " + std::to_string(batch);
+  cmd += " " + quote(out) + " " + std::to_string(batch) + (optimize ? " all" : " disabled");
   const int rc = std::system(cmd.c_str());
   if (rc != 0)
     throw std::runtime_error("ONNX Runtime failed on '" + onnx_path + "' (" + script + " exited with status " +

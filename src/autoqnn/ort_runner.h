@@ -13,7 +13,10 @@ std::string find_ort_runner(std::string* why = nullptr);
 
 // Logits [N, K] of `onnx_path` on images [N, C, H, W] (float32). Throws std::runtime_error naming what is
 // missing or what failed (the runner's exit status).
-torch::Tensor run_onnx_in_ort(const std::string& onnx_path, const torch::Tensor& images, int64_t batch = 256);
+// optimize: ONNX Runtime's default graph optimizations (what a deployment runs: QDQ pairs fused into integer
+// kernels); false: every node as written with float kernels (the graph's exact semantics).
+torch::Tensor run_onnx_in_ort(const std::string& onnx_path, const torch::Tensor& images, int64_t batch = 256,
+                              bool optimize = true);
 
 struct LogitsComparison {
   int64_t n = 0;

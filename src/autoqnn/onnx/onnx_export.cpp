@@ -202,7 +202,7 @@ WeightOut build_weight(OnnxBuilder& b, const std::string& lname, QuantLayer& lay
       if (!per_tensor) OnnxBuilder::attr(n, "axis", int64_t{0});
       add_offset(dq);
       const torch::Tensor zpf = zp.defined() ? zp.to(torch::kFloat32) : torch::zeros({});
-      torch::Tensor got = (qv.to(torch::kFloat32) - (per_tensor ? zpf : zpf.reshape(along(0, cout, rank)))) *
+      torch::Tensor got = (qv.to(torch::kFloat32) - (zpf.numel() == 1 ? zpf.reshape({}) : zpf.reshape(along(0, cout, rank)))) *
                           (per_tensor ? sc : sc.reshape(along(0, cout, rank)));
       if (offset_b.defined()) got = got + offset_b;
       check(got);
