@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "test_util.h"
+#include "autoqnn/checkpoint.h"
 #include "autoqnn/convert.h"
 #include "autoqnn/data.h"
 #include "autoqnn/model_graph.h"
@@ -243,4 +244,28 @@ TEST(OnnxExport, UnexpressibleSchemeIsANamedError) {
   } other;
   EXPECT_THROW(zoo_model_graph(other), std::invalid_argument);
   (void)have_ort;
+}
+
+TEST(OnnxExport, CliVerifiesInOnnxRuntimeAndRefusesUnexpressibleSchemes) {
+  REQUIRE_ORT();
+  const std::string dir = test_dir();
+  Quantized q = quantize("lenet5", w4a4);
+  save_checkpoint(dir + "/q.pt", *q.model, quantized_meta(*q.model, q.policy, "synthetic"));
+  auto r = autoqnn_test::run_cli("export --checkpoint " + dir + "/q.pt --format onnx --out " + dir +
+                                 "/q.onnx --verify --dataset synthetic --verify-images 32 --threads 1");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("verify OK in ONNX Runtime"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("on 32 test images"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("policy packed " + std::to_string(q.policy.totals.weight_bytes)), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(dir + "/q.onnx"));
+  EXPECT_FALSE(fs::exists(dir + "/q.onnx.verify-tmp"));
+
+  Quantized bad = quantize("lenet5", [](Model& m) {
+    return uniform_policy(m, QuantSpec::parse("uniform:4"), QuantSpec::parse("apot:4"));
+  });
+  save_checkpoint(dir + "/bad.pt", *bad.model, quantized_meta(*bad.model, bad.policy, "synthetic"));
+  r = autoqnn_test::run_cli("export --checkpoint " + dir + "/bad.pt --format onnx --out " + dir + "/bad.onnx");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("layer 'conv1' activation scheme 'apot:4'"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/bad.onnx"));
 }
