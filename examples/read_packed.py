@@ -98,8 +98,7 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     meta, weights = decode(sys.argv[1])
-    policy = json.loads(meta["policy"])
-    specs = {l["name"]: l["weight"] for l in policy["layers"]}
+    specs = {name: lm["spec"] for name, lm in json.loads(meta["layers"]).items()}
     for name, w in weights.items():
         print(f"{name:20s} {specs.get(name, '?'):24s} {str(list(w.shape)):18s} {len(np.unique(w)):5d} distinct values")
     if len(sys.argv) == 4 and sys.argv[2] == "--out":
