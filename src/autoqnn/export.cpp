@@ -474,7 +474,7 @@ ExportReport export_model(Model& model, const Policy& policy, const std::string&
   f.metadata["format_version"] = kFormatVersion;
   f.metadata["autoqnn_version"] = AUTOQNN_VERSION;
   f.metadata["model"] = model.name();
-  f.metadata["policy"] = policy.dump();
+  f.metadata["policy"] = policy.to_json().dump();  // compact: the header stays small
   f.metadata["layers"] = layer_meta.dump();
   rep.tensors = static_cast<int64_t>(f.tensors.size());
   write_safetensors(path, f);

@@ -1,5 +1,6 @@
 // autoqnn export: a quantized checkpoint as a packed safetensors file (bit-packed codes + dequantisation
-// data + float biases/BN + the policy in __metadata__); --verify reloads it and checks it bit for bit.
+// data + float biases/BN + the policy in __metadata__; --verify reloads it and checks it bit for bit), or
+// with --format onnx as an ONNX model (export_onnx.cpp; --verify runs it in ONNX Runtime on the test set).
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -10,6 +11,7 @@
 #include "autoqnn/model_io.h"
 #include "autoqnn/runtime.h"
 #include "cli.h"
+#include "export_onnx.h"
 
 namespace autoqnn::cli {
 
@@ -21,17 +23,24 @@ int run_export(const std::vector<std::string>& args) {
   PolicyOptions pol;
   OutputOptions output;
   bool verify = false, json = false;
+  std::string format = "packed";
+  int64_t verify_images = 0;
   po::options_description desc("export options");
   add_common_options(desc, c);
   ck.add(desc, "quantized checkpoint (autoqnn convert / finetune)");
   pol.add(desc, "policy JSON (default: the one recorded in the checkpoint; must match it)", Need::Optional);
   output.add(desc, "safetensors file to write")
     ("verify", po::bool_switch(&verify), "reload the file and check it bit for bit before it replaces --out")
+    ("format", po::value(&format)->default_value("packed"), "packed (safetensors) | onnx (QDQ ONNX, opset 13)")
+    ("verify-images", po::value(&verify_images)->default_value(0),
+     "--format onnx --verify: compare on the first N test images (0 = the test set, or --test-limit)")
     ("json", po::bool_switch(&json), "print one JSON object on stdout");
   po::variables_map vm;
-  if (!parse("export", "--model NAME --checkpoint Q.pt [--policy P.json] --out model.safetensors [--verify]", desc,
-             args, vm))
+  if (!parse("export", "--model NAME --checkpoint Q.pt [--policy P.json] --out FILE [--format packed|onnx] [--verify]",
+             desc, args, vm))
     return 0;
+  if (format != "packed" && format != "onnx") throw UsageError("--format must be packed or onnx, got '" + format + "'");
+  if (verify_images < 0) throw UsageError("--verify-images must be >= 0");
   setup_runtime(c);  // export runs on the CPU
   const std::string &ckpt = ck.path, &policy_path = pol.path, &out = output.path;
 
@@ -58,6 +67,8 @@ int run_export(const std::vector<std::string>& args) {
              "quantizers left uncalibrated (run `autoqnn convert` for a calibrated model)");
     calibrate_model(model, TensorDataset{}, CalibOptions{});
   }
+
+  if (format == "onnx") return export_onnx_verb(c, model, loaded.policy, out, verify, verify_images, json);
 
   // With --verify the file is written next to --out, checked, then renamed over it: a file that fails
   // verification never replaces --out.
@@ -112,7 +123,7 @@ int run_export(const std::vector<std::string>& args) {
 
 }  // namespace
 
-AUTOQNN_VERB("export", "write a quantized checkpoint as packed safetensors (--verify: bit-exact reload check)",
+AUTOQNN_VERB("export", "write a quantized checkpoint as packed safetensors or ONNX (--verify: bit-exact reload / ONNX Runtime check)",
              run_export);
 
 }  // namespace autoqnn::cli
