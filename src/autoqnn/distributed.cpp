@@ -83,6 +83,12 @@ int parse_int(const std::string& s, const std::string& what) {
   throw std::invalid_argument("distributed: " + what + " '" + s + "' is not an integer");
 }
 
+std::string secs(double s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
 std::string error_text(const std::exception& e) {
   if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) return ce->what_without_backtrace();
   return e.what();
@@ -162,7 +168,7 @@ void init(const DistOptions& in, torch::Device device) {
     c = Context{};
     throw std::runtime_error("distributed: rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
                              " could not meet the others at the store " + o.master_addr + ":" +
-                             std::to_string(o.master_port) + " within " + std::to_string(o.timeout_s) +
+                             std::to_string(o.master_port) + " within " + secs(o.timeout_s) +
                              " s (--dist-timeout; is every rank started, and the port free?): " + msg);
   }
   try {
@@ -197,11 +203,13 @@ void init(const DistOptions& in, torch::Device device) {
   } catch (const std::exception& e) {
     const std::string msg = error_text(e);
     c = Context{};
-    throw std::runtime_error("distributed: rank " + std::to_string(o.rank) + " could not create the " + backend +
-                             " process group: " + msg);
+    throw std::runtime_error("distributed: rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
+                             " could not meet the others in the " + backend + " process group (master " +
+                             o.master_addr + ":" + std::to_string(o.master_port) + ") within " +
+                             secs(o.timeout_s) + " s (--dist-timeout; is every rank started?): " + msg);
   }
   log_info("distributed: rank " + std::to_string(c.rank) + " of " + std::to_string(c.world) + " (" + backend +
-           ", master " + c.where + ", timeout " + std::to_string(o.timeout_s) + " s)");
+           ", master " + c.where + ", timeout " + secs(o.timeout_s) + " s)");
 }
 
 void shutdown() {
