@@ -3,7 +3,8 @@
 # runs `apt-get update` only when something is missing.
 set -euo pipefail
 PKGS=(build-essential cmake libtorch-dev nlohmann-json3-dev libboost-program-options-dev
-      libgtest-dev zlib1g-dev libbenchmark-dev dataset-fashion-mnist)
+      libgtest-dev zlib1g-dev libbenchmark-dev dataset-fashion-mnist
+      libgloo-dev)  # libgloo-dev: the Gloo headers c10d's ProcessGroupGloo needs (src/autoqnn/distributed.cpp)
 PKGS+=("$@")   # callers may add optional packages (e.g. gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do

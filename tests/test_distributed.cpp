@@ -128,6 +128,7 @@ TEST(Distributed, BadRankOrPortIsAClearError) {
 // `train` 1 epoch, 2 processes x 1 thread with global batch 40 (20 each) against 1 process with batch 40:
 // the same weights (max |diff| <= 1e-4), BatchNorm statistics and test accuracy.
 TEST(Distributed, TwoRanksTrainLikeOneProcess) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
   const std::string common = " train --model lenet5 --dataset synthetic --train-limit 1200 --test-limit 200 "
                              "--batch-size 40 --epochs 1 --lr 0.1 --hflip --threads 1 --seed 3 --out ";
   const std::string one = tmp_dir() + "/one.pt", two = tmp_dir() + "/two.pt";
@@ -156,6 +157,7 @@ TEST(Distributed, TwoRanksTrainLikeOneProcess) {
 
 // A short QSS search (1 warm-up + 1 search epoch): 2 ranks derive the policy one process derives.
 TEST(Distributed, TwoRanksSearchTheSamePolicy) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
   const std::string fp = autoqnn_test::train_synthetic_lenet5(tmp_dir() + "/fp.pt");
   const std::string common = " search --method qss --model lenet5 --dataset synthetic --train-limit 480 "
                              "--batch-size 40 --threads 1 --seed 2 --epochs 1 --warmup 1 --space lowbit "
@@ -182,6 +184,7 @@ TEST(Distributed, TwoRanksSearchTheSamePolicy) {
 
 // Different settings on the ranks: both fail at the start, naming the setting.
 TEST(Distributed, MismatchedSettingsFailAtStart) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
   const int port = free_port();
   const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " WORLD_SIZE=2 ";
   const std::string cmd = std::string(AUTOQNN_CLI_PATH) +
@@ -197,6 +200,7 @@ TEST(Distributed, MismatchedSettingsFailAtStart) {
 
 // A rank that never comes, and a rank killed mid-run: the other exits with an error within --dist-timeout.
 TEST(Distributed, DeadOrMissingRankEndsTheOtherWithinTheTimeout) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
   const std::string cmd = std::string(AUTOQNN_CLI_PATH) +
                           " train --model lenet5 --dataset synthetic --train-limit 400 --batch-size 20 --threads 1 ";
   {

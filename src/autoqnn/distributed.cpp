@@ -226,6 +226,16 @@ bool is_main() { return ctx().rank == 0; }
 std::string backend_name() { return active() ? ctx().backend : std::string(); }
 double timeout_seconds() { return ctx().timeout_s; }
 
+bool built_with(const std::string& backend) {
+#ifdef AUTOQNN_HAVE_GLOO
+  if (backend == "gloo") return true;
+#endif
+#ifdef AUTOQNN_HAVE_NCCL
+  if (backend == "nccl") return true;
+#endif
+  return false;
+}
+
 void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
   if (!active()) return;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;

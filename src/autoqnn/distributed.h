@@ -45,6 +45,7 @@ int rank();        // 0 when not active
 int world_size();  // 1 when not active
 bool is_main();    // rank 0: the one that writes files and logs progress
 std::string backend_name();  // "" when not active
+bool built_with(const std::string& backend);  // "gloo" | "nccl": compiled into this build
 double timeout_seconds();
 
 // Collectives (no-ops when not active). In place, every rank must call them in the same order.
