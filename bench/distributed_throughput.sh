@@ -24,7 +24,7 @@ t1=$(rate "$tmp/t1.log"); t2=$(rate "$tmp/t2.log")
 echo "train  resnet20 1 x 1 thread: $t1 img/s"
 echo "train  resnet20 2 x 1 thread: $t2 img/s  (x$(python3 -c "print(f'{$t2/$t1:.2f}')"))"
 
-search="search --method qss $common --checkpoint $tmp/fp1.pt --space default --avg-bits 4 --warmup 0 --epochs 1"
+search="search --method qss $common --checkpoint $tmp/fp1.pt --space lowbit --avg-bits 3 --warmup 0 --epochs 1"
 search="$search --steps-per-epoch ${SEARCH_STEPS:-6} --val-limit 128"
 "$bin" $search --out "$tmp/p1.json" >"$tmp/s1.log" 2>&1
 $launch -n 2 -- "$bin" $search --out "$tmp/p2.json" >"$tmp/s2.log" 2>&1
