@@ -36,8 +36,10 @@ fi
 world=$((n * nnodes))
 pids=()
 stop_all() { for p in "${pids[@]}"; do kill -s "$1" "$p" 2>/dev/null; done; }
-trap 'stop_all INT' INT
-trap 'stop_all TERM' TERM
+# Background jobs of a script ignore SIGINT, so an interrupt is forwarded as SIGTERM.
+interrupted=0
+trap 'interrupted=130; stop_all TERM' INT
+trap 'interrupted=143; stop_all TERM' TERM
 for ((i = 0; i < n; i++)); do
   RANK=$((node_rank * n + i)) LOCAL_RANK=$i WORLD_SIZE=$world LOCAL_WORLD_SIZE=$n MASTER_ADDR=$addr MASTER_PORT=$port \
     "$@" &
@@ -60,4 +62,5 @@ while [ "$left" -gt 0 ]; do
   unset done_pid
 done
 wait 2>/dev/null
+[ "$interrupted" -ne 0 ] && [ "$status" -eq 0 ] && status=$interrupted
 exit "$status"
