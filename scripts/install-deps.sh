@@ -5,6 +5,7 @@ set -euo pipefail
 PKGS=(build-essential cmake libtorch-dev nlohmann-json3-dev libboost-program-options-dev
       libgtest-dev zlib1g-dev libbenchmark-dev dataset-fashion-mnist
       libglpk-dev                                       # the exact allocator of --method ilp
+      libgloo-dev                                       # Gloo headers for c10d's ProcessGroupGloo
       libonnx-dev libprotobuf-dev protobuf-compiler)    # export --format onnx
 PKGS+=("$@")   # callers may add optional packages (e.g. gnuplot-nox)
 missing=()

@@ -7,7 +7,9 @@
 #include <stdexcept>
 
 #include "autoqnn/checkpoint.h"
+#include "autoqnn/distributed.h"
 #include "autoqnn/runtime.h"
+#include "autoqnn/switchable_bn.h"
 #include "autoqnn/trainer.h"
 #include "search/search_method.h"
 #include "search/supernet.h"
@@ -309,6 +311,21 @@ SearchResult run_search(const SearchOptions& opt) {
     }
   }
 
+  // Data parallel (distributed.h): the same settings on every rank, rank 0's replica everywhere,
+  // global-batch BatchNorm, each rank a slice of every train / val batch, weight and architecture gradients
+  // (theta, bit logits) averaged over the global batch. Calibration above used the same whole batches on
+  // every rank, so it needs no reduction.
+  std::unique_ptr<dist::GradientAverager> weight_avg, arch_avg;
+  if (dist::active()) {
+    dist::check_same_settings("search", rkey);
+    dist::broadcast_module(*state);
+    set_sync_batchnorm(*state, true);
+    train_it.set_shard(dist::rank(), dist::world_size());
+    val_it.set_shard(dist::rank(), dist::world_size());
+    weight_avg = std::make_unique<dist::GradientAverager>(weights);
+    arch_avg = std::make_unique<dist::GradientAverager>(strat->arch_parameters());
+  }
+
   TensorDataset val_eval = opt.val_eval_limit > 0 ? splits.val.head(opt.val_eval_limit) : splits.val;
   const int64_t search_steps = static_cast<int64_t>(opt.epochs) * steps;
   double last_val = -1;
@@ -349,6 +366,8 @@ SearchResult run_search(const SearchOptions& opt) {
                                  ", step " + std::to_string(s + 1) + "; try a lower --lr");
       sgd.zero_grad();
       loss.backward();
+      if (weight_avg)
+        weight_avg->average(static_cast<double>(x.size(0)) / static_cast<double>(train_it.global_batch_size()));
       sgd.step();
       loss_sum += lv * static_cast<double>(x.size(0));
       correct += count_correct(logits.detach(), y);
@@ -371,6 +390,8 @@ SearchResult run_search(const SearchOptions& opt) {
         auto total = ce + cost_penalty(ec, budgets).to(ce.scalar_type());
         adam->zero_grad();
         total.backward();
+        // The penalty's gradient is the same on every rank; the weights (shares) sum to 1, so it survives.
+        if (arch_avg) arch_avg->average(static_cast<double>(xv.size(0)) / static_cast<double>(val_it.global_batch_size()));
         adam->step();
         for (auto& p : weights) p.requires_grad_(true);
         adapt_multipliers(budgets, ec.values(), opt.penalty);
@@ -388,9 +409,19 @@ SearchResult run_search(const SearchOptions& opt) {
     }
 
     // ---- end of epoch: validation of the argmax architecture, log, state
+    if (dist::active()) {  // the epoch's figures over every rank's samples; buffers re-aligned to rank 0's
+      auto sums = torch::tensor({loss_sum, static_cast<double>(correct), static_cast<double>(seen), arch_sum},
+                                torch::kFloat64);
+      dist::all_reduce_sum(sums);
+      loss_sum = sums[0].item<double>();
+      correct = std::llround(sums[1].item<double>());
+      seen = std::llround(sums[2].item<double>());
+      arch_sum = sums[3].item<double>() / dist::world_size();
+      dist::broadcast_buffers(*state);
+    }
     strat->begin_eval();
     state->eval();
-    EvalResult ev = evaluate(
+    EvalResult ev = evaluate_sharded(
         *state, [&](const torch::Tensor& in) { return strat->forward(in); }, val_eval, opt.batch_size, device);
     state->train();
     last_val = ev.top1;

@@ -4,6 +4,8 @@
 // normal draws, so it is identical across LibTorch versions and C++ standard libraries.
 #include "autoqnn/data.h"
 
+#include "autoqnn/distributed.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -437,8 +439,24 @@ BatchIterator::BatchIterator(const TensorDataset& ds, int64_t batch_size, bool s
   start_epoch(0);
 }
 
-int64_t BatchIterator::num_batches() const {
+void BatchIterator::set_shard(int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw std::invalid_argument("BatchIterator: shard " + std::to_string(rank) + " of " + std::to_string(world));
+  if (batch_size_ < world)
+    throw std::invalid_argument("--batch-size " + std::to_string(batch_size_) + " is the global batch and must be >= the " +
+                                "number of processes (" + std::to_string(world) + ")");
+  shard_rank_ = rank;
+  shard_world_ = world;
+}
+
+int64_t BatchIterator::usable_size() const {
   const int64_t n = ds_.size();
+  const int64_t tail = n % batch_size_;
+  return (shard_world_ > 1 && tail > 0 && tail < shard_world_) ? n - tail : n;
+}
+
+int64_t BatchIterator::num_batches() const {
+  const int64_t n = usable_size();
   return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
 }
 
@@ -457,16 +475,24 @@ void BatchIterator::start_epoch(int64_t epoch) {
 }
 
 bool BatchIterator::next(torch::Tensor& images, torch::Tensor& labels) {
-  const int64_t n = ds_.size();
+  const int64_t n = usable_size();
   const int64_t left = n - pos_;
   if (left <= 0 || (drop_last_ && left < batch_size_)) return false;
   const int64_t b = std::min(batch_size_, left);
   auto idx = order_.narrow(0, pos_, b);
   const int64_t batch_index = pos_ / batch_size_;
   pos_ += b;
+  global_b_ = b;
+  const bool augmenting = aug_.crop_padding > 0 || aug_.hflip;
+  auto [lo, hi] = dist::shard_range(b, shard_rank_, shard_world_);
+  if (!augmenting) idx = idx.slice(0, lo, hi);  // this rank's slice of the global batch
   images = ds_.images.index_select(0, idx);
   labels = ds_.labels.index_select(0, idx);
-  if (aug_.crop_padding > 0 || aug_.hflip) images = augment(images, batch_index);
+  if (augmenting) {
+    // The draws are per position in the global batch, so they do not depend on the world size.
+    images = augment(images, batch_index).slice(0, lo, hi);
+    labels = labels.slice(0, lo, hi);
+  }
   return true;
 }
 

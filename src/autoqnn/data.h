@@ -79,6 +79,14 @@ class BatchIterator {
   void start_epoch(int64_t epoch);                  // reshuffles deterministically from (seed, epoch)
   bool next(torch::Tensor& images, torch::Tensor& labels);  // false at the end of the epoch
   int64_t epoch() const { return epoch_; }
+  // Data-parallel sampler: every rank walks the same shuffled global batches of `batch_size` and next()
+  // returns rank `rank`'s slice of each (dist::shard_range); a final batch smaller than `world` is
+  // dropped (every rank needs a sample). world 1 = the whole batch.
+  void set_shard(int rank, int world);
+  int64_t global_batch_size() const { return global_b_; }  // of the batch next() returned last
+
+ private:
+  int64_t usable_size() const;  // ds.size() without a final batch smaller than the world
 
  private:
   torch::Tensor augment(const torch::Tensor& x, int64_t batch_index) const;
@@ -92,6 +100,8 @@ class BatchIterator {
   int64_t pos_ = 0;
   int64_t epoch_ = 0;
   uint64_t aug_state_ = 0;
+  int shard_rank_ = 0, shard_world_ = 1;
+  int64_t global_b_ = 0;
 };
 
 }  // namespace autoqnn

@@ -1,5 +1,6 @@
 #include "autoqnn/runtime.h"
 
+#include "autoqnn/distributed.h"
 #include "autoqnn/output_files.h"
 
 #include <unistd.h>
@@ -43,6 +44,7 @@ void seed_everything(uint64_t seed) {
 }
 
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& writer) {
+  if (!dist::is_main()) return;  // data-parallel runs: rank 0 alone writes (the ranks hold the same state)
   namespace fs = std::filesystem;
   check_output_path(path, "output");
   fs::path p(path);
@@ -114,6 +116,7 @@ void Progress::update(int64_t step, const std::vector<std::pair<std::string, dou
   auto now = std::chrono::steady_clock::now();
   double since = std::chrono::duration<double>(now - last_print_).count();
   bool last = step >= total_;
+  if (!dist::is_main()) return;  // one progress line per run, from rank 0
   // TTY: redraw at most 5x/s; logs/pipes: a line every 10 s so CI logs stay short.
   if (!last && since < (tty_ ? 0.2 : 10.0)) return;
   last_print_ = now;
@@ -130,13 +133,20 @@ void Progress::update(int64_t step, const std::vector<std::pair<std::string, dou
 }
 
 void Progress::finish(const std::vector<std::pair<std::string, double>>& metrics) {
+  if (!dist::is_main()) return;
   std::ostringstream os;
   os << label_ << " done" << fmt_metrics(metrics) << " | " << fmt_time(elapsed_seconds());
   if (tty_) std::cerr << "\r\033[K";
   std::cerr << os.str() << "\n";
 }
 
-void log_info(const std::string& msg) { std::cerr << "[autoqnn] " << msg << "\n"; }
-void log_warn(const std::string& msg) { std::cerr << "[autoqnn] WARNING: " << msg << "\n"; }
+// Data-parallel runs: information from rank 0 only; warnings from every rank, tagged with it.
+void log_info(const std::string& msg) {
+  if (dist::is_main()) std::cerr << "[autoqnn] " << msg << "\n";
+}
+void log_warn(const std::string& msg) {
+  std::cerr << "[autoqnn] " << (dist::active() ? "rank " + std::to_string(dist::rank()) + " " : "") << "WARNING: " << msg
+            << "\n";
+}
 
 }  // namespace autoqnn

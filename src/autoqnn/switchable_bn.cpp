@@ -4,6 +4,8 @@
 #include <set>
 #include <string>
 
+#include "autoqnn/distributed.h"
+
 namespace autoqnn {
 
 namespace {
@@ -14,9 +16,50 @@ std::string list_str(const std::vector<int>& v) {
 }
 }  // namespace
 
+// Training-mode BatchNorm over the global batch: per-channel [sum, sum of squares, count] summed over the
+// ranks (differentiably, so the backward pass sums the statistics' gradients too), then the usual
+// normalisation and running-statistics update (unbiased variance, momentum or cumulative average).
+torch::Tensor sync_batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
+  const auto& o = bn.options;
+  const int64_t C = x.size(1);
+  const double n_local = static_cast<double>(x.numel() / std::max<int64_t>(1, C));
+  auto stats = torch::cat({x.sum({0, 2, 3}), (x * x).sum({0, 2, 3}), torch::full({1}, n_local, x.options())});
+  stats = dist::all_reduce_sum_autograd(stats);
+  auto n = stats.narrow(0, 2 * C, 1);
+  auto mean = stats.narrow(0, 0, C) / n;
+  auto var = (stats.narrow(0, C, C) / n - mean * mean).clamp_min(0);
+  auto y = (x - mean.view({1, C, 1, 1})) * torch::rsqrt(var + o.eps()).view({1, C, 1, 1});
+  if (o.affine()) y = y * bn.weight.view({1, C, 1, 1}) + bn.bias.view({1, C, 1, 1});
+  if (o.track_running_stats()) {
+    torch::NoGradGuard ng;
+    bn.num_batches_tracked.add_(1);
+    const double m = o.momentum().has_value() ? *o.momentum() : 1.0 / bn.num_batches_tracked.item<double>();
+    const double count = n.item<double>();
+    bn.running_mean.mul_(1 - m).add_(mean.detach(), m);
+    bn.running_var.mul_(1 - m).add_(var.detach() * (count / std::max(1.0, count - 1)), m);
+  }
+  return y;
+}
+
 torch::Tensor SwitchableBatchNorm2dImpl::forward(const torch::Tensor& x) {
-  if (active_ == 0) return torch::nn::BatchNorm2dImpl::forward(x);
-  return at_bits(active_)->forward(x);
+  const bool global = sync_ && is_training() && dist::active();
+  if (active_ == 0) return global ? sync_batch_norm(*this, x) : torch::nn::BatchNorm2dImpl::forward(x);
+  return global ? sync_batch_norm(*at_bits(active_), x) : at_bits(active_)->forward(x);
+}
+
+int set_sync_batchnorm(torch::nn::Module& m, bool on) {
+  int n = 0;
+  if (auto* self = dynamic_cast<SwitchableBatchNorm2dImpl*>(&m)) {
+    self->set_sync(on);
+    ++n;
+  }
+  for (auto& child : m.modules(/*include_self=*/false)) {
+    if (auto* bn = dynamic_cast<SwitchableBatchNorm2dImpl*>(child.get())) {
+      bn->set_sync(on);
+      ++n;
+    }
+  }
+  return n;
 }
 
 void SwitchableBatchNorm2dImpl::make_switchable(const std::vector<int>& bits) {

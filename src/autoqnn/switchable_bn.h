@@ -42,12 +42,20 @@ class SwitchableBatchNorm2dImpl : public torch::nn::BatchNorm2dImpl {
   int selected() const { return active_; }
   // The per-bit BatchNorm of `bits` (std::invalid_argument when not in the list).
   torch::nn::BatchNorm2d& at_bits(int bits);
+  // Data-parallel runs: in training, normalise with the statistics of the global batch (summed over the
+  // ranks, distributed.h) so that W ranks compute what one process does on the whole batch.
+  void set_sync(bool on) { sync_ = on; }
+  bool sync() const { return sync_; }
 
  private:
   std::vector<int> bits_;
   std::vector<torch::nn::BatchNorm2d> per_bit_;
   int active_ = 0;
+  bool sync_ = false;
 };
 TORCH_MODULE(SwitchableBatchNorm2d);
+
+// Sets set_sync(on) on every SwitchableBatchNorm2d of `m`; returns how many.
+int set_sync_batchnorm(torch::nn::Module& m, bool on);
 
 }  // namespace autoqnn

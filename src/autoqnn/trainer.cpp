@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "autoqnn/distributed.h"
 #include "autoqnn/runtime.h"
+#include "autoqnn/switchable_bn.h"
 
 namespace autoqnn {
 
@@ -35,6 +37,29 @@ EvalResult evaluate(torch::nn::Module& model, const std::function<torch::Tensor(
 
 EvalResult evaluate(Model& model, const TensorDataset& data, int64_t batch_size, torch::Device device) {
   return evaluate(model, [&](const torch::Tensor& x) { return model.forward(x); }, data, batch_size, device);
+}
+
+EvalResult evaluate_sharded(torch::nn::Module& model, const std::function<torch::Tensor(const torch::Tensor&)>& fwd,
+                            const TensorDataset& data, int64_t batch_size, torch::Device device) {
+  if (!dist::active()) return evaluate(model, fwd, data, batch_size, device);
+  auto [lo, hi] = dist::shard_range(data.size(), dist::rank(), dist::world_size());
+  EvalResult mine = hi > lo ? evaluate(model, fwd, data.slice(lo, hi), batch_size, device) : EvalResult{};
+  auto sums = torch::tensor({mine.loss * static_cast<double>(mine.n), mine.top1 * static_cast<double>(mine.n),
+                             static_cast<double>(mine.n)},
+                            torch::kFloat64);
+  dist::all_reduce_sum(sums);
+  auto a = sums.accessor<double, 1>();
+  EvalResult r;
+  r.n = static_cast<int64_t>(std::llround(a[2]));
+  if (r.n > 0) {
+    r.loss = a[0] / a[2];
+    r.top1 = std::round(a[1]) / a[2];  // a count: exact
+  }
+  return r;
+}
+
+EvalResult evaluate_sharded(Model& model, const TensorDataset& data, int64_t batch_size, torch::Device device) {
+  return evaluate_sharded(model, [&](const torch::Tensor& x) { return model.forward(x); }, data, batch_size, device);
 }
 
 double schedule_lr(const TrainOptions& opt, int epoch, double frac) {
@@ -92,6 +117,18 @@ std::vector<EpochStats> train_model(
   if (before_first_epoch) before_first_epoch(sgd);
 
   BatchIterator it(train, opt.batch_size, /*shuffle=*/true, opt.seed, opt.augment, /*drop_last=*/false);
+  // Data parallel: identical replicas (rank 0's), global-batch BatchNorm, this rank's slice of each batch,
+  // gradients averaged over the global batch.
+  std::unique_ptr<dist::GradientAverager> averager;
+  if (dist::active()) {
+    dist::broadcast_module(model);
+    set_sync_batchnorm(model, true);
+    it.set_shard(dist::rank(), dist::world_size());
+    std::vector<torch::Tensor> params;
+    for (auto& g : sgd.param_groups())
+      for (auto& p : g.params()) params.push_back(p);
+    averager = std::make_unique<dist::GradientAverager>(params);
+  }
   std::vector<EpochStats> history;
   for (int epoch = start_epoch; epoch < opt.epochs; ++epoch) {
     model.train();
@@ -117,6 +154,7 @@ std::vector<EpochStats> train_model(
         loss = torch::nn::functional::cross_entropy(logits, y);
       }
       loss.backward();
+      if (averager) averager->average(static_cast<double>(y.size(0)) / static_cast<double>(it.global_batch_size()));
       sgd.step();
       ++step;
       double l = loss.item<double>();
@@ -129,6 +167,14 @@ std::vector<EpochStats> train_model(
       seen += y.size(0);
       prog.update(step, {{"loss", loss_sum / seen}, {"acc", static_cast<double>(correct) / seen}, {"lr", lr}});
     }
+    if (dist::active()) {  // the epoch's figures over every rank's samples; replicas' buffers re-aligned
+      auto sums = torch::tensor({loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, torch::kFloat64);
+      dist::all_reduce_sum(sums);
+      loss_sum = sums[0].item<double>();
+      correct = std::llround(sums[1].item<double>());
+      seen = std::llround(sums[2].item<double>());
+      dist::broadcast_buffers(model);
+    }
     EpochStats st{};
     st.epoch = epoch + 1;
     st.train_loss = loss_sum / std::max<int64_t>(1, seen);
@@ -138,7 +184,7 @@ std::vector<EpochStats> train_model(
     st.images_per_s = seen / std::max(1e-9, st.seconds);
     std::vector<std::pair<std::string, double>> fin = {{"loss", st.train_loss}, {"acc", st.train_top1}};
     if (val && val->size() > 0) {
-      st.val = evaluate(model, *val, std::max<int64_t>(opt.batch_size, 256), opt.device);
+      st.val = evaluate_sharded(model, *val, std::max<int64_t>(opt.batch_size, 256), opt.device);
       fin.push_back({"val_loss", st.val.loss});
       fin.push_back({"val_acc", st.val.top1});
     }

@@ -19,6 +19,11 @@ struct EvalResult {
 EvalResult evaluate(torch::nn::Module& model, const std::function<torch::Tensor(const torch::Tensor&)>& fwd,
                     const TensorDataset& data, int64_t batch_size, torch::Device device);
 EvalResult evaluate(Model& model, const TensorDataset& data, int64_t batch_size, torch::Device device);
+// Data-parallel runs (distributed.h): each rank evaluates its contiguous shard and the sums are reduced,
+// so every rank gets the whole set's result; the plain evaluate otherwise. Every rank must call it.
+EvalResult evaluate_sharded(torch::nn::Module& model, const std::function<torch::Tensor(const torch::Tensor&)>& fwd,
+                            const TensorDataset& data, int64_t batch_size, torch::Device device);
+EvalResult evaluate_sharded(Model& model, const TensorDataset& data, int64_t batch_size, torch::Device device);
 
 struct TrainOptions {
   int epochs = 1;
@@ -47,7 +52,9 @@ struct EpochStats {
   EvalResult val;      // n == 0 when no validation set
 };
 
-// Runs epochs [start_epoch, opt.epochs). `on_epoch_end(epoch, optimizer)` is called after each epoch
+// Runs epochs [start_epoch, opt.epochs). Data-parallel when distributed.h's context is active: opt.batch_size
+// is the global batch, each rank trains on its slice with synchronised BatchNorm and averaged gradients
+// (the replicas stay identical; the stats are of the global batch). `on_epoch_end(epoch, optimizer)` is called after each epoch
 // (checkpointing). `resume_from` (optional) restores the optimizer state before the first epoch.
 std::vector<EpochStats> train_model(
     Model& model, const TensorDataset& train, const TensorDataset* val, const TrainOptions& opt,

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "autoqnn/data.h"
+#include "autoqnn/distributed.h"
 #include "autoqnn/model.h"
 
 namespace autoqnn::cli {
@@ -76,6 +77,15 @@ struct CalibBatchOptions {
   // Declares the flag with `batches` as its default.
   po::options_description_easy_init add(po::options_description& desc, const char* help);
   void check() const;  // UsageError("--calib-batches must be >= 0") unless batches >= 0
+};
+// --rank --world-size --master-addr --master-port --dist-timeout --dist-backend: data-parallel runs
+// (docs/distributed.md); unset flags come from RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT.
+// init() joins the group (nothing with world size 1) and, with --threads 0, gives each local rank its share
+// of the cores; defined in dist_options.cpp.
+struct DistributedFlags {
+  dist::DistOptions opt;
+  po::options_description_easy_init add(po::options_description& desc);
+  void init(const CommonOptions& c, torch::Device device) const;
 };
 
 // Run by parse() before any work (output_paths.cpp): every double flag finite (UsageError); every output

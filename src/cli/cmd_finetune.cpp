@@ -28,6 +28,7 @@ int run_finetune(const std::vector<std::string>& args) {
   PolicyOptions pol;
   OutputOptions output;
   CalibBatchOptions calib(8);
+  DistributedFlags distributed;
   bool resume = false, hflip = false;
   int64_t crop = 0;
   po::options_description desc("finetune options");
@@ -46,6 +47,7 @@ int run_finetune(const std::vector<std::string>& args) {
     ("hflip", po::bool_switch(&hflip), "augmentation: random horizontal flip");
   output.add(desc, "quantized checkpoint (written atomically after every epoch)")
     ("resume", po::bool_switch(&resume), "continue from the checkpoint at --out (weights, optimizer, epoch)");
+  distributed.add(desc);
   po::variables_map vm;
   if (!parse("finetune", "--model NAME --checkpoint CKPT [--policy P.json] --epochs N --out Q.pt [--resume]", desc,
              args, vm))
@@ -63,6 +65,7 @@ int run_finetune(const std::vector<std::string>& args) {
   t.seed = c.seed;
   t.device = setup_runtime(c);
   schedule_lr(t, 0, 0);  // a bad --schedule fails before any work
+  distributed.init(c, t.device);
 
   std::string expect = vm["model"].defaulted() ? "" : c.model;
   LoadedModel loaded;
@@ -109,6 +112,10 @@ int run_finetune(const std::vector<std::string>& args) {
                            {"weight_decay", t.weight_decay}, {"schedule", t.schedule},
                            {"quant_lr_scale", t.quant_lr_scale}, {"batch_size", t.batch_size}, {"seed", t.seed},
                            {"crop_padding", crop}, {"hflip", hflip}, {"train_limit", c.train_limit}};
+  // Calibration above used the same whole batches on every rank: the replicas start identical.
+  dist::check_same_settings("finetune", {{"model", model.name()}, {"dataset", c.dataset}, {"recipe", recipe},
+                                         {"checkpoint", ckpt}, {"policy", loaded.policy.to_json()},
+                                         {"resume", resume}, {"start_epoch", start_epoch}});
   t.label = "finetune " + model.name();
   if (start_epoch >= t.epochs) log_info("nothing to do: already finetuned " + std::to_string(start_epoch) + " epochs");
   train_model(
@@ -125,7 +132,7 @@ int run_finetune(const std::vector<std::string>& args) {
           log_warn("no optimizer state in '" + out + "': momentum restarts");
       });
   if (start_epoch >= t.epochs && !file_exists(out)) save_checkpoint(out, model, quantized_meta(model, loaded.policy, c.dataset, start_epoch));
-  auto r = evaluate(model, splits.test, 512, t.device);
+  auto r = evaluate_sharded(model, splits.test, 512, t.device);
   std::ostringstream os;
   os << "test top-1 " << r.top1 << " loss " << r.loss << " (n=" << r.n << "); checkpoint " << out;
   log_info(os.str());

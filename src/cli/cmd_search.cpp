@@ -81,6 +81,7 @@ int cmd_search(const std::vector<std::string>& args) {
   CheckpointOptions ck;
   OutputOptions out;
   CalibBatchOptions calib(so.calib_batches);
+  DistributedFlags distributed;
   std::map<std::string, std::string> method_values;
   std::map<std::string, double> budget_values;
   for (const auto& m : search::search_method_table()) methods += (methods.empty() ? "" : " | ") + m.name + " (" + m.summary + ")";
@@ -121,6 +122,7 @@ int cmd_search(const std::vector<std::string>& args) {
   po::options_description method_desc("method options (each applies to the methods that declare it)");
   add_method_flags(method_desc, method_values);
   desc.add(method_desc);
+  distributed.add(desc);
   po::variables_map vm;
   const std::string synopsis =
       "--model NAME --checkpoint FP.pt (--budget-kib X | --avg-bits B) --out policy.json [options]\n"
@@ -175,11 +177,13 @@ int cmd_search(const std::vector<std::string>& args) {
                                "' (nothing to resume; check --state / --out, or run without --resume to start)");
   }
   so.device = setup_runtime(common);
+  distributed.init(common, so.device);  // the driver checks that every rank has the same settings
   so.model = common.model;
   so.checkpoint = checkpoint;
   if (is_adabits(read_checkpoint_meta(checkpoint))) {  // AdaBits warm start (docs/adabits.md)
     so.checkpoint = search::default_state_path(so.out) + ".warmstart.pt";
     adabits_warm_start(checkpoint, so.checkpoint);
+    dist::barrier();  // rank 0 wrote it; the others read it next
     log_info("search: warm start from AdaBits model '" + checkpoint + "' (latent weights, mean BatchNorm) via " +
              so.checkpoint);
   }

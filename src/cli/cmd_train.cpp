@@ -103,7 +103,7 @@ int run_train_adabits(const CommonOptions& c, TrainOptions& t, const std::vector
   if (!file_exists(out)) save(start_epoch, nullptr);
   for (int b : plan.bits) {
     select_bits(*model, b);
-    auto r = evaluate(*model, splits.test, 512, t.device);
+    auto r = evaluate_sharded(*model, splits.test, 512, t.device);
     std::ostringstream os;
     os << "test top-1 at " << b << " bits: " << r.top1 << " loss " << r.loss << " (n=" << r.n << ")";
     log_info(os.str());
@@ -120,6 +120,7 @@ static int run_train(const std::vector<std::string>& args) {
   OutputOptions output;
   CheckpointOptions ck;
   CalibBatchOptions calib(8);
+  DistributedFlags distributed;
   std::string milestones, adabits;
   bool resume = false, hflip = false;
   int64_t crop = 0;
@@ -142,6 +143,7 @@ static int run_train(const std::vector<std::string>& args) {
                                      "(needs --checkpoint; --lr defaults to 0.01, --weight-decay to 1e-4)");
   ck.add(desc, "--adabits: the FP32 checkpoint to start from", Need::Optional);
   calib.add(desc, "--adabits: batches calibrating the clips");
+  distributed.add(desc);
   po::variables_map vm;
   if (!parse("train", "--model NAME --out FP.pt [options]\n       autoqnn train --adabits 8,6,5,4 --checkpoint FP.pt --out ada.pt [options]", desc, args, vm)) return 0;
   const std::string &out = output.path, &ckpt = ck.path;
@@ -169,12 +171,15 @@ static int run_train(const std::vector<std::string>& args) {
   t.seed = c.seed;
   t.device = setup_runtime(c);
   schedule_lr(t, 0, 0);  // bad --schedule is an error before loading data
+  distributed.init(c, t.device);
 
   if (!ada_bits.empty()) {
     nlohmann::json recipe = {{"epochs", t.epochs}, {"lr", t.lr}, {"momentum", t.momentum},
                              {"weight_decay", t.weight_decay}, {"schedule", t.schedule},
                              {"batch_size", t.batch_size}, {"seed", t.seed}, {"crop_padding", crop},
                              {"hflip", hflip}, {"train_limit", c.train_limit}};
+    dist::check_same_settings("train", {{"model", c.model}, {"dataset", c.dataset}, {"recipe", recipe},
+                                        {"adabits", ada_bits}, {"checkpoint", ckpt}, {"resume", resume}});
     return run_train_adabits(c, t, ada_bits, ckpt, out, resume, calib.batches, recipe,
                              vm["model"].defaulted() ? "" : c.model);
   }
@@ -207,6 +212,8 @@ static int run_train(const std::vector<std::string>& args) {
                            {"weight_decay", t.weight_decay}, {"schedule", t.schedule},
                            {"batch_size", t.batch_size}, {"seed", t.seed}, {"crop_padding", crop},
                            {"hflip", hflip}, {"train_limit", c.train_limit}};
+  dist::check_same_settings("train", {{"model", c.model}, {"dataset", c.dataset}, {"recipe", recipe},
+                                      {"resume", resume}, {"start_epoch", start_epoch}});
   t.label = "train " + c.model;
   train_model(
       *model, splits.full_train, nullptr, t, start_epoch,
@@ -221,7 +228,7 @@ static int run_train(const std::vector<std::string>& args) {
         if (resume && start_epoch > 0 && !load_checkpoint_optimizer(out, optim))
           log_warn("no optimizer state in '" + out + "': momentum restarts");
       });
-  auto r = evaluate(*model, splits.test, 512, t.device);
+  auto r = evaluate_sharded(*model, splits.test, 512, t.device);
   std::ostringstream os;
   os << "test top-1 " << r.top1 << " loss " << r.loss << " (n=" << r.n << "); checkpoint " << out;
   log_info(os.str());

@@ -1,5 +1,6 @@
 // The checks every verb's flags get before any work: outputs are writable file paths, no output is one of
 // the run's inputs (or another output), numbers are finite; then each output is locked for the run.
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -43,6 +44,16 @@ void check_flag_values(const po::variables_map& vm) {
   }
 }
 
+// The rank this process will have in a data-parallel run (--rank, else $RANK, else 0), known before
+// dist::init runs.
+static int launch_rank(const po::variables_map& vm) {
+  if (auto it = vm.find("rank"); it != vm.end() && !it->second.empty()) {
+    if (const int* r = boost::any_cast<int>(&it->second.value()); r && *r >= 0) return *r;
+  }
+  const char* env = std::getenv("RANK");
+  return env && *env ? std::atoi(env) : 0;
+}
+
 void check_and_lock_outputs(const po::variables_map& vm) {
   std::vector<std::pair<std::string, std::string>> outputs, inputs;  // (flag, path)
   for (const auto& [name, v] : vm) {
@@ -63,6 +74,9 @@ void check_and_lock_outputs(const po::variables_map& vm) {
         throw std::runtime_error("--" + oflag + " '" + out + "' and --" + outputs[k].first + " '" +
                                  outputs[k].second + "' are the same file: each output needs its own path");
   }
+  // Data parallel: every rank is given the same --out, but only rank 0 writes (atomic_write), so only it
+  // locks; a second rank taking the lock would refuse its own run.
+  if (launch_rank(vm) != 0) return;
   for (const auto& [flag, path] : outputs)
     if (flag != "log") held_locks().push_back(std::make_unique<OutputLock>(path, "--" + flag));
 }

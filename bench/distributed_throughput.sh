@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Data-parallel throughput: 2 processes x 1 thread against 1 process x 1 thread (same global batch), for
+# ResNet-20 training steps and QSS search steps (a weight step + an architecture step each), on loopback.
+#   bench/distributed_throughput.sh [build dir]      (default: build)
+# Prints one line per run (images/s of the global batch, from the progress line of the last step) and the
+# speed-ups; the machine's load average is printed before and after, because other work on the cores
+# changes the figures. Data: Fashion-MNIST (28x28) if present, else the synthetic set.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${1:-$here/build}" && pwd)/autoqnn
+launch=$here/scripts/launch.sh
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+ds=synthetic
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte ] && ds=fashion-mnist
+limit=${TRAIN_LIMIT:-2048}
+common="--model resnet20 --dataset $ds --train-limit $limit --test-limit 256 --batch-size 128 --threads 1 --seed 1"
+rate() { grep -o '100% [0-9/]* .*| *[0-9.]* img/s' "$1" | tail -1 | grep -o '[0-9.]* img/s' | cut -d' ' -f1; }
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; data $ds, $limit train images"
+
+"$bin" train $common --epochs 1 --out "$tmp/fp1.pt" >"$tmp/t1.log" 2>&1
+$launch -n 2 -- "$bin" train $common --epochs 1 --out "$tmp/fp2.pt" >"$tmp/t2.log" 2>&1
+t1=$(rate "$tmp/t1.log"); t2=$(rate "$tmp/t2.log")
+echo "train  resnet20 1 x 1 thread: $t1 img/s"
+echo "train  resnet20 2 x 1 thread: $t2 img/s  (x$(python3 -c "print(f'{$t2/$t1:.2f}')"))"
+
+search="search --method qss $common --checkpoint $tmp/fp1.pt --space lowbit --avg-bits 3 --warmup 0 --epochs 1"
+search="$search --steps-per-epoch ${SEARCH_STEPS:-6} --val-limit 128"
+"$bin" $search --out "$tmp/p1.json" >"$tmp/s1.log" 2>&1
+$launch -n 2 -- "$bin" $search --out "$tmp/p2.json" >"$tmp/s2.log" 2>&1
+s1=$(rate "$tmp/s1.log"); s2=$(rate "$tmp/s2.log")
+echo "search resnet20 1 x 1 thread: $s1 img/s (weight + architecture step per 128 images)"
+echo "search resnet20 2 x 1 thread: $s2 img/s  (x$(python3 -c "print(f'{$s2/$s1:.2f}')"))"
+cmp -s <(python3 -c "import json; print(sorted((k, v['weight'], v['act']) for k, v in json.load(open('$tmp/p1.json'))['layers'].items()))") \
+       <(python3 -c "import json; print(sorted((k, v['weight'], v['act']) for k, v in json.load(open('$tmp/p2.json'))['layers'].items()))") \
+  && echo "search: the 2-process policy equals the 1-process one" || echo "search: the policies DIFFER"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

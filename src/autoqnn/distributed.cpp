@@ -1,0 +1,442 @@
+// The one file that calls c10d (its API moved between LibTorch 1.13 and 2.x: ProcessGroup vs Backend; the
+// concrete classes ProcessGroupGloo / ProcessGroupNCCL keep the calls used here in both).
+#include "autoqnn/distributed.h"
+
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+
+#include "autoqnn/runtime.h"
+
+// Gloo: Debian's LibTorch is built with it; its headers come from libgloo-dev.
+#if __has_include(<gloo/context.h>)
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#define AUTOQNN_HAVE_GLOO 1
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+// NCCL: only in CUDA builds of LibTorch that ship nccl.h (not verifiable on the CPU machines).
+#if __has_include(<nccl.h>) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>) && \
+    defined(AUTOQNN_WITH_CUDA_KERNELS)
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL 1
+#endif
+#define AUTOQNN_HAVE_NCCL 1
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+namespace autoqnn::dist {
+
+using nlohmann::json;
+
+namespace {
+
+struct Comm {
+  virtual ~Comm() = default;
+  virtual c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t) = 0;
+  virtual c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& t, int root) = 0;
+  virtual c10::intrusive_ptr<c10d::Work> barrier() = 0;
+};
+
+template <class PG>
+struct CommOf : Comm {
+  explicit CommOf(c10::intrusive_ptr<PG> p) : pg(std::move(p)) {}
+  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t) override { return pg->allreduce(t); }
+  c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& t, int root) override {
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    return pg->broadcast(t, o);
+  }
+  c10::intrusive_ptr<c10d::Work> barrier() override { return pg->barrier(); }
+  c10::intrusive_ptr<PG> pg;
+};
+
+struct Context {
+  int rank = 0, world = 1;
+  double timeout_s = 120;
+  std::string backend, where;  // where: "127.0.0.1:29500"
+  c10::intrusive_ptr<c10d::Store> store;
+  std::unique_ptr<Comm> comm;
+  int64_t settings_calls = 0;
+};
+
+Context& ctx() {
+  static Context c;
+  return c;
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+int parse_int(const std::string& s, const std::string& what) {
+  try {
+    size_t pos = 0;
+    int v = std::stoi(s, &pos);
+    if (pos == s.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument("distributed: " + what + " '" + s + "' is not an integer");
+}
+
+std::string secs(double s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+std::string error_text(const std::exception& e) {
+  if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) return ce->what_without_backtrace();
+  return e.what();
+}
+
+[[noreturn]] void fail(const std::string& op, const std::exception& e) {
+  const auto& c = ctx();
+  throw std::runtime_error("distributed: " + op + " failed on rank " + std::to_string(c.rank) + " of " +
+                           std::to_string(c.world) + " (" + c.backend + ", master " + c.where +
+                           "): another rank exited, failed or did not answer within " + timeout_text() + ": " +
+                           error_text(e));
+}
+
+void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, const std::string& op) {
+  try {
+    for (auto& w : works) w->wait();
+  } catch (const std::exception& e) {
+    fail(op, e);
+  }
+}
+
+}  // namespace
+
+std::string timeout_text() {
+  std::ostringstream os;
+  os << ctx().timeout_s << " s (--dist-timeout)";
+  return os.str();
+}
+
+DistOptions DistOptions::resolved() const {
+  DistOptions o = *this;
+  if (o.world_size <= 0) o.world_size = parse_int(env_or("WORLD_SIZE", "1"), "WORLD_SIZE");
+  if (o.rank < 0) o.rank = parse_int(env_or("RANK", "0"), "RANK");
+  if (o.local_rank < 0) o.local_rank = parse_int(env_or("LOCAL_RANK", std::to_string(o.rank)), "LOCAL_RANK");
+  if (o.master_addr.empty()) o.master_addr = env_or("MASTER_ADDR", "127.0.0.1");
+  if (o.master_port <= 0) o.master_port = parse_int(env_or("MASTER_PORT", "29500"), "MASTER_PORT");
+  if (o.world_size < 1)
+    throw std::invalid_argument("distributed: world size (--world-size / WORLD_SIZE) must be >= 1, got " +
+                                std::to_string(o.world_size));
+  if (o.rank < 0 || o.rank >= o.world_size)
+    throw std::invalid_argument("distributed: rank (--rank / RANK) " + std::to_string(o.rank) +
+                                " is not in [0, " + std::to_string(o.world_size) + ")");
+  if (o.master_port < 1 || o.master_port > 65535)
+    throw std::invalid_argument("distributed: master port (--master-port / MASTER_PORT) " +
+                                std::to_string(o.master_port) + " is not in [1, 65535]");
+  if (!(o.timeout_s > 0)) throw std::invalid_argument("distributed: --dist-timeout must be > 0 seconds");
+  if (o.backend != "auto" && o.backend != "gloo" && o.backend != "nccl")
+    throw std::invalid_argument("distributed: backend '" + o.backend + "' is not one of auto, gloo, nccl");
+  return o;
+}
+
+void init(const DistOptions& in, torch::Device device) {
+  DistOptions o = in.resolved();
+  shutdown();
+  auto& c = ctx();
+  c.timeout_s = o.timeout_s;
+  if (o.world_size == 1) return;  // single process: no store, no group, no overhead
+
+  std::string backend = o.backend;
+  if (backend == "auto") backend = device.is_cuda() ? "nccl" : "gloo";
+  c.rank = o.rank;
+  c.world = o.world_size;
+  c.backend = backend;
+  c.where = o.master_addr + ":" + std::to_string(o.master_port);
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(o.master_port);
+    so.isServer = o.rank == 0;
+    so.numWorkers = o.world_size;
+    so.waitWorkers = true;
+    so.timeout = timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+    c.store = c10::make_intrusive<c10d::PrefixStore>("autoqnn", tcp);
+  } catch (const std::exception& e) {
+    const std::string msg = error_text(e);
+    c = Context{};
+    throw std::runtime_error("distributed: rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
+                             " could not meet the others at the store " + o.master_addr + ":" +
+                             std::to_string(o.master_port) + " within " + secs(o.timeout_s) +
+                             " s (--dist-timeout; is every rank started, and the port free?): " + msg);
+  }
+  try {
+    if (backend == "gloo") {
+#ifdef AUTOQNN_HAVE_GLOO
+      auto go = c10d::ProcessGroupGloo::Options::create(timeout);
+      // The Gloo device binds to the address the others reach this rank by: loopback on one machine,
+      // else this host's name (or $GLOO_SOCKET_IFNAME's interface).
+      const std::string ifname = env_or("GLOO_SOCKET_IFNAME", "");
+      if (!ifname.empty())
+        go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      else if (o.master_addr == "127.0.0.1" || o.master_addr == "localhost")
+        go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      else
+        go->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      go->threads = 2;
+      c.comm = std::make_unique<CommOf<c10d::ProcessGroupGloo>>(
+          c10::make_intrusive<c10d::ProcessGroupGloo>(c.store, o.rank, o.world_size, go));
+#else
+      throw std::runtime_error("this build has no Gloo (install libgloo-dev and rebuild)");
+#endif
+    } else {
+#ifdef AUTOQNN_HAVE_NCCL
+      auto no = c10d::ProcessGroupNCCL::Options::create();
+      no->timeout = timeout;
+      c.comm = std::make_unique<CommOf<c10d::ProcessGroupNCCL>>(
+          c10::make_intrusive<c10d::ProcessGroupNCCL>(c.store, o.rank, o.world_size, no));
+#else
+      throw std::runtime_error("this build has no NCCL (a CUDA LibTorch with NCCL is needed; use --dist-backend gloo)");
+#endif
+    }
+  } catch (const std::exception& e) {
+    const std::string msg = error_text(e);
+    c = Context{};
+    throw std::runtime_error("distributed: rank " + std::to_string(o.rank) + " of " + std::to_string(o.world_size) +
+                             " could not meet the others in the " + backend + " process group (master " +
+                             o.master_addr + ":" + std::to_string(o.master_port) + ") within " +
+                             secs(o.timeout_s) + " s (--dist-timeout; is every rank started?): " + msg);
+  }
+  log_info("distributed: rank " + std::to_string(c.rank) + " of " + std::to_string(c.world) + " (" + backend +
+           ", master " + c.where + ", timeout " + secs(o.timeout_s) + " s)");
+}
+
+void shutdown() {
+  auto& c = ctx();
+  c.comm.reset();
+  c.store.reset();
+  c = Context{};
+}
+
+bool active() { return ctx().world > 1 && ctx().comm != nullptr; }
+int rank() { return ctx().rank; }
+int world_size() { return ctx().world; }
+bool is_main() { return ctx().rank == 0; }
+std::string backend_name() { return active() ? ctx().backend : std::string(); }
+double timeout_seconds() { return ctx().timeout_s; }
+
+bool built_with(const std::string& backend) {
+#ifdef AUTOQNN_HAVE_GLOO
+  if (backend == "gloo") return true;
+#endif
+#ifdef AUTOQNN_HAVE_NCCL
+  if (backend == "nccl") return true;
+#endif
+  return false;
+}
+
+void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
+  if (!active()) return;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  try {
+    for (auto& t : tensors) {
+      if (!t.is_contiguous()) throw std::invalid_argument("all_reduce_sum needs contiguous tensors");
+      std::vector<at::Tensor> one{t};
+      works.push_back(ctx().comm->allreduce(one));
+    }
+  } catch (const std::exception& e) {
+    fail("all-reduce", e);
+  }
+  wait_all(works, "all-reduce");
+}
+
+void all_reduce_sum(torch::Tensor& t) {
+  std::vector<torch::Tensor> v{t};
+  all_reduce_sum(v);
+}
+
+void broadcast(std::vector<torch::Tensor>& tensors, int root) {
+  if (!active()) return;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  try {
+    for (auto& t : tensors) {
+      std::vector<at::Tensor> one{t};
+      works.push_back(ctx().comm->broadcast(one, root));
+    }
+  } catch (const std::exception& e) {
+    fail("broadcast", e);
+  }
+  wait_all(works, "broadcast");
+}
+
+void barrier() {
+  if (!active()) return;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  try {
+    works.push_back(ctx().comm->barrier());
+  } catch (const std::exception& e) {
+    fail("barrier", e);
+  }
+  wait_all(works, "barrier");
+}
+
+namespace {
+struct AllReduceSumFunction : public torch::autograd::Function<AllReduceSumFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext*, const torch::Tensor& x) {
+    auto y = x.contiguous().clone();
+    all_reduce_sum(y);
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
+                                                 torch::autograd::variable_list g) {
+    auto gi = g[0].contiguous().clone();
+    all_reduce_sum(gi);
+    return {gi};
+  }
+};
+}  // namespace
+
+torch::Tensor all_reduce_sum_autograd(const torch::Tensor& x) {
+  if (!active()) return x;
+  return AllReduceSumFunction::apply(x);
+}
+
+namespace {
+void broadcast_tensors_of(const std::vector<torch::Tensor>& ts) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> flat;
+  for (const auto& t : ts)
+    if (t.defined()) flat.push_back(t.detach());
+  for (auto& t : flat)
+    if (!t.is_contiguous()) throw std::logic_error("broadcast_module: a non-contiguous parameter or buffer");
+  broadcast(flat, 0);
+}
+}  // namespace
+
+void broadcast_module(torch::nn::Module& m) {
+  if (!active()) return;
+  broadcast_tensors_of(m.parameters(true));
+  broadcast_tensors_of(m.buffers(true));
+}
+
+void broadcast_buffers(torch::nn::Module& m) {
+  if (!active()) return;
+  broadcast_tensors_of(m.buffers(true));
+}
+
+void check_same_settings(const std::string& what, const json& settings) {
+  if (!active()) return;
+  auto& c = ctx();
+  const std::string prefix = "settings/" + std::to_string(c.settings_calls++) + "/" + what + "/";
+  const std::string mine = settings.dump();
+  std::vector<json> all(static_cast<size_t>(c.world));
+  try {
+    c.store->set(prefix + std::to_string(c.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
+    for (int r = 0; r < c.world; ++r) {
+      auto v = c.store->get(prefix + std::to_string(r));
+      all[static_cast<size_t>(r)] = json::parse(std::string(v.begin(), v.end()));
+    }
+  } catch (const std::exception& e) {
+    fail("exchanging the " + what + " settings", e);
+  }
+  for (int r = 1; r < c.world; ++r) {
+    const json& a = all[0];
+    const json& b = all[static_cast<size_t>(r)];
+    if (a == b) continue;
+    std::string diff;
+    for (auto it = a.begin(); it != a.end(); ++it)
+      if (!b.contains(it.key()) || b[it.key()] != it.value()) {
+        std::string bv = b.contains(it.key()) ? b[it.key()].dump() : "(absent)";
+        std::string av = it.value().dump();
+        if (av.size() > 120) av = av.substr(0, 117) + "...";
+        if (bv.size() > 120) bv = bv.substr(0, 117) + "...";
+        diff += (diff.empty() ? "" : "; ") + it.key() + ": rank 0 has " + av + ", rank " + std::to_string(r) + " has " + bv;
+      }
+    for (auto it = b.begin(); it != b.end(); ++it)
+      if (!a.contains(it.key())) diff += (diff.empty() ? "" : "; ") + it.key() + ": only rank " + std::to_string(r) + " has it";
+    throw std::invalid_argument("distributed: the ranks were started with different " + what + " settings (" + diff +
+                                "); start every rank with the same command");
+  }
+}
+
+std::pair<int64_t, int64_t> shard_range(int64_t n, int r, int w) {
+  const int64_t base = n / w, extra = n % w;
+  const int64_t begin = r * base + std::min<int64_t>(r, extra);
+  return {begin, begin + base + (r < extra ? 1 : 0)};
+}
+
+// ---------------------------------------------------------------- gradient averaging
+GradientAverager::GradientAverager(std::vector<torch::Tensor> params, int64_t bucket_bytes)
+    : params_(std::move(params)) {
+  // Buckets in parameter order, split by dtype / device and at bucket_bytes.
+  int64_t bytes = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i];
+    const int64_t b = p.numel() * static_cast<int64_t>(p.element_size());
+    bool fresh = buckets_.empty() || bytes + b > bucket_bytes;
+    if (!fresh) {
+      const auto& q = params_[buckets_.back().front()];
+      fresh = q.scalar_type() != p.scalar_type() || q.device() != p.device();
+    }
+    if (fresh) {
+      buckets_.emplace_back();
+      bytes = 0;
+    }
+    buckets_.back().push_back(i);
+    bytes += b;
+  }
+}
+
+void GradientAverager::average(double weight) {
+  if (!active()) return;
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> flats;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  for (const auto& bucket : buckets_) {
+    int64_t n = 0;
+    for (size_t i : bucket) n += params_[i].numel();
+    const auto& p0 = params_[bucket.front()];
+    // [gradients..., one "has a gradient" flag per parameter]
+    auto flat = torch::zeros({n + static_cast<int64_t>(bucket.size())}, p0.options().requires_grad(false));
+    int64_t off = 0, k = 0;
+    for (size_t i : bucket) {
+      const auto& p = params_[i];
+      const auto& g = p.grad();
+      if (g.defined()) {
+        flat.narrow(0, off, p.numel()).copy_(g.reshape({-1}));
+        flat[n + k] = 1;
+      }
+      off += p.numel();
+      ++k;
+    }
+    flat.narrow(0, 0, n).mul_(weight);
+    flats.push_back(flat);
+    try {
+      std::vector<at::Tensor> one{flat};
+      works.push_back(ctx().comm->allreduce(one));
+    } catch (const std::exception& e) {
+      fail("gradient all-reduce", e);
+    }
+  }
+  wait_all(works, "gradient all-reduce");
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const auto& bucket = buckets_[b];
+    int64_t n = 0;
+    for (size_t i : bucket) n += params_[i].numel();
+    auto flags = flats[b].narrow(0, n, static_cast<int64_t>(bucket.size())).to(torch::kCPU, torch::kDouble);
+    auto fa = flags.accessor<double, 1>();
+    int64_t off = 0, k = 0;
+    for (size_t i : bucket) {
+      auto& p = params_[i];
+      if (fa[k] > 0) {
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        p.mutable_grad().copy_(flats[b].narrow(0, off, p.numel()).view_as(p));
+      }
+      off += p.numel();
+      ++k;
+    }
+  }
+}
+
+}  // namespace autoqnn::dist

@@ -1,0 +1,232 @@
+// Data-parallel runs (distributed.h) on loopback: the sampler's shards, 2 processes x 1 thread against
+// 1 process with the same global batch (train: weights and accuracy; QSS search: the policy), mismatched
+// settings, and a rank that dies or never comes (the other fails within --dist-timeout).
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <set>
+
+#include "autoqnn/checkpoint.h"
+#include "autoqnn/distributed.h"
+#include "autoqnn/model_io.h"
+#include "autoqnn/policy.h"
+#include "autoqnn/trainer.h"
+#include "test_fixtures.h"
+
+using namespace autoqnn;
+using autoqnn_test::contains;
+
+namespace {
+
+const std::string& tmp_dir() {
+  static std::string d = autoqnn_test::make_tmp_dir("distributed");
+  return d;
+}
+
+int free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  ::close(s);
+  return port;
+}
+
+struct ShellResult {
+  int rc = -1;
+  std::string out;
+};
+ShellResult sh(const std::string& script) {
+  ShellResult r;
+  FILE* p = popen(("bash -c '" + script + "' 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+std::string launch(int n) {
+  return std::string(AUTOQNN_SOURCE_DIR) + "/scripts/launch.sh -n " + std::to_string(n) + " -- " + AUTOQNN_CLI_PATH;
+}
+
+double max_abs_diff(torch::nn::Module& a, torch::nn::Module& b) {
+  auto pa = a.named_parameters(true), pb = b.named_parameters(true);
+  double m = 0;
+  for (auto& kv : pa) m = std::max(m, (kv.value() - pb[kv.key()]).abs().max().item<double>());
+  auto ba = a.named_buffers(true), bb = b.named_buffers(true);
+  for (auto& kv : ba)
+    if (kv.value().is_floating_point()) m = std::max(m, (kv.value() - bb[kv.key()]).abs().max().item<double>());
+  return m;
+}
+
+}  // namespace
+
+TEST(Distributed, ShardsCoverTheGlobalBatchOnce) {
+  for (int64_t n : {1, 7, 40, 41})
+    for (int w : {1, 2, 3}) {
+      int64_t next = 0;
+      for (int r = 0; r < w; ++r) {
+        auto [lo, hi] = dist::shard_range(n, r, w);
+        EXPECT_EQ(lo, next);
+        EXPECT_LE(hi - lo, n / w + 1);
+        EXPECT_GE(hi - lo, n / w);
+        next = hi;
+      }
+      EXPECT_EQ(next, n);
+    }
+  // Two shards of an augmented, shuffled iterator are the halves of the one-process batches.
+  DataOptions d;
+  d.dataset = "synthetic";
+  d.train_limit = 90;
+  auto s = load_splits(d);
+  AugmentOptions aug;
+  aug.crop_padding = 2;
+  aug.hflip = true;
+  BatchIterator one(s.full_train, 20, true, 5, aug), r0(s.full_train, 20, true, 5, aug), r1(s.full_train, 20, true, 5, aug);
+  r0.set_shard(0, 2);
+  r1.set_shard(1, 2);
+  for (auto* it : {&one, &r0, &r1}) it->start_epoch(3);
+  EXPECT_EQ(one.num_batches(), 5);
+  EXPECT_EQ(r0.num_batches(), 5);
+  torch::Tensor x, y, x0, y0, x1, y1;
+  int batches = 0;
+  while (one.next(x, y)) {
+    ASSERT_TRUE(r0.next(x0, y0));
+    ASSERT_TRUE(r1.next(x1, y1));
+    EXPECT_TRUE(torch::equal(torch::cat({x0, x1}), x));
+    EXPECT_TRUE(torch::equal(torch::cat({y0, y1}), y));
+    EXPECT_EQ(r0.global_batch_size(), y.size(0));
+    ++batches;
+  }
+  EXPECT_EQ(batches, 5);
+  EXPECT_FALSE(r0.next(x0, y0));
+  EXPECT_THROW(BatchIterator(s.full_train, 1, true, 5).set_shard(0, 2), std::invalid_argument);
+}
+
+TEST(Distributed, BadRankOrPortIsAClearError) {
+  dist::DistOptions o;
+  o.world_size = 2;
+  o.rank = 2;
+  EXPECT_TRUE(contains(autoqnn_test::error_of([&] { o.resolved(); }), "rank (--rank / RANK) 2"));
+  o.rank = 0;
+  o.master_port = 70000;
+  EXPECT_TRUE(contains(autoqnn_test::error_of([&] { o.resolved(); }), "70000"));
+}
+
+// `train` 1 epoch, 2 processes x 1 thread with global batch 40 (20 each) against 1 process with batch 40:
+// the same weights (max |diff| <= 1e-4), BatchNorm statistics and test accuracy.
+TEST(Distributed, TwoRanksTrainLikeOneProcess) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
+  const std::string common = " train --model lenet5 --dataset synthetic --train-limit 1200 --test-limit 200 "
+                             "--batch-size 40 --epochs 1 --lr 0.1 --hflip --threads 1 --seed 3 --out ";
+  const std::string one = tmp_dir() + "/one.pt", two = tmp_dir() + "/two.pt";
+  auto r1 = sh(std::string(AUTOQNN_CLI_PATH) + common + one);
+  ASSERT_EQ(r1.rc, 0) << r1.out;
+  auto r2 = sh(launch(2) + common + two);
+  ASSERT_EQ(r2.rc, 0) << r2.out;
+  EXPECT_TRUE(contains(r2.out, "distributed: rank 0 of 2 (gloo")) << r2.out;
+  auto a = load_model(one, "lenet5", autoqnn_test::kSyntheticCfg), b = load_model(two, "lenet5", autoqnn_test::kSyntheticCfg);
+  const double d = max_abs_diff(*a.model, *b.model);
+  EXPECT_LE(d, 1e-4) << "max |weight difference| " << d;
+  // and they did train: not the initial weights
+  auto init = make_model("lenet5", autoqnn_test::kSyntheticCfg);
+  EXPECT_GT(max_abs_diff(*a.model, *init), 1e-2);
+  DataOptions dopt;
+  dopt.dataset = "synthetic";
+  dopt.test_limit = 200;
+  dopt.seed = 3;  // the synthetic set is drawn from --seed
+  auto s = load_splits(dopt);
+  auto ea = evaluate(*a.model, s.test, 100, torch::kCPU), eb = evaluate(*b.model, s.test, 100, torch::kCPU);
+  EXPECT_EQ(ea.top1, eb.top1);
+  EXPECT_GT(ea.top1, 0.4);  // well above chance (10 classes): it learned
+  // the logged test accuracy of the 2-rank run is the whole test set's (shards reduced)
+  EXPECT_TRUE(contains(r2.out, "(n=200)")) << r2.out;
+}
+
+// A short QSS search (1 warm-up + 1 search epoch): 2 ranks derive the policy one process derives.
+TEST(Distributed, TwoRanksSearchTheSamePolicy) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
+  const std::string fp = autoqnn_test::train_synthetic_lenet5(tmp_dir() + "/fp.pt");
+  const std::string common = " search --method qss --model lenet5 --dataset synthetic --train-limit 480 "
+                             "--batch-size 40 --threads 1 --seed 2 --epochs 1 --warmup 1 --space lowbit "
+                             "--avg-bits 3 --checkpoint " + fp + " --out ";
+  const std::string one = tmp_dir() + "/one.json", two = tmp_dir() + "/two.json";
+  auto r1 = sh(std::string(AUTOQNN_CLI_PATH) + common + one);
+  ASSERT_EQ(r1.rc, 0) << r1.out;
+  auto r2 = sh(launch(2) + common + two);
+  ASSERT_EQ(r2.rc, 0) << r2.out;
+  Policy a = load_policy(one), b = load_policy(two);
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  for (size_t i = 0; i < a.layers.size(); ++i) {
+    EXPECT_EQ(a.layers[i].weight.to_string(), b.layers[i].weight.to_string()) << a.layers[i].name;
+    EXPECT_EQ(a.layers[i].act.to_string(), b.layers[i].act.to_string()) << a.layers[i].name;
+  }
+  // the searched probabilities agree closely too (same steps, up to float rounding)
+  auto pa = a.search["probabilities"], pb = b.search["probabilities"];
+  double worst = 0;
+  for (auto it = pa.begin(); it != pa.end(); ++it)
+    for (size_t k = 0; k < it.value().size(); ++k)
+      worst = std::max(worst, std::abs(it.value()[k]["p"].get<double>() - pb[it.key()][k]["p"].get<double>()));
+  EXPECT_LE(worst, 1e-3);
+}
+
+// Different settings on the ranks: both fail at the start, naming the setting.
+TEST(Distributed, MismatchedSettingsFailAtStart) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
+  const int port = free_port();
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " WORLD_SIZE=2 ";
+  const std::string cmd = std::string(AUTOQNN_CLI_PATH) +
+                          " train --model lenet5 --dataset synthetic --train-limit 80 --epochs 1 --threads 1 "
+                          "--dist-timeout 20 --batch-size ";
+  auto r = sh(env + "RANK=1 " + cmd + "20 --out " + tmp_dir() + "/mm1.pt > " + tmp_dir() + "/mm1.log 2>&1 & " + env +
+              "RANK=0 " + cmd + "40 --out " + tmp_dir() + "/mm0.pt; rc=$?; wait $!; echo rank1=$?; exit $rc");
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_TRUE(contains(r.out, "different train settings")) << r.out;
+  EXPECT_TRUE(contains(r.out, "batch_size")) << r.out;
+  EXPECT_TRUE(contains(r.out, "rank1=1")) << r.out;
+}
+
+// A rank that never comes, and a rank killed mid-run: the other exits with an error within --dist-timeout.
+TEST(Distributed, DeadOrMissingRankEndsTheOtherWithinTheTimeout) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
+  const std::string cmd = std::string(AUTOQNN_CLI_PATH) +
+                          " train --model lenet5 --dataset synthetic --train-limit 400 --batch-size 20 --threads 1 ";
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = sh("MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 RANK=0 " + cmd +
+                "--epochs 1 --dist-timeout 3 --out " + tmp_dir() + "/alone.pt");
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(r.rc, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, "could not meet the others")) << r.out;
+    EXPECT_LT(s, 3 + 15.0);  // the timeout plus the process's start-up on a loaded machine
+  }
+  {
+    // rank 1 is killed (SIGKILL) once both ranks are training; rank 0 must fail, not hang.
+    const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
+    const std::string log0 = tmp_dir() + "/kill0.log";
+    auto r = sh(env + "RANK=0 " + cmd + "--epochs 200 --dist-timeout 10 --out " + tmp_dir() + "/k0.pt > " + log0 +
+                " 2>&1 & p0=$!; " + env + "RANK=1 " + cmd + "--epochs 200 --dist-timeout 10 --out " + tmp_dir() +
+                "/k1.pt > /dev/null 2>&1 & p1=$!; "
+                "for i in $(seq 600); do grep -q \"epoch 1/200\" " + log0 + " && break; sleep 0.1; done; "
+                "kill -9 $p1; t0=$(date +%s%N); wait $p0; rc=$?; t1=$(date +%s%N); "
+                "echo rc0=$rc; echo secs=$(( (t1 - t0) / 1000000000 )); cat " + log0);
+    EXPECT_TRUE(contains(r.out, "rc0=1")) << r.out;
+    EXPECT_TRUE(contains(r.out, "distributed:")) << r.out;
+    auto pos = r.out.find("secs=");
+    ASSERT_NE(pos, std::string::npos) << r.out;
+    const double secs = std::stod(r.out.substr(pos + 5));
+    EXPECT_LE(secs, 10.0 + 5.0) << r.out;
+  }
+}
