@@ -8,6 +8,7 @@
 #include "autoqnn/export.h"
 #include "autoqnn/model_io.h"
 #include "autoqnn/runtime.h"
+#include "autoqnn/torchscript_model.h"
 #include "cli.h"
 
 namespace autoqnn::cli {
@@ -20,11 +21,14 @@ int run_export(const std::vector<std::string>& args) {
   PolicyOptions pol;
   OutputOptions output;
   bool verify = false, json = false;
+  std::string format = "safetensors";
   po::options_description desc("export options");
   add_common_options(desc, c);
   ck.add(desc, "quantized checkpoint (autoqnn convert / finetune)");
   pol.add(desc, "policy JSON (default: the one recorded in the checkpoint; must match it)", Need::Optional);
   output.add(desc, "safetensors file to write")
+    ("format", po::value(&format)->default_value(format),
+     "safetensors (packed codes) | torchscript (imported models: standard ATen ops, quantized weights baked in)")
     ("verify", po::bool_switch(&verify), "reload the file and check it bit for bit before it replaces --out")
     ("json", po::bool_switch(&json), "print one JSON object on stdout");
   po::variables_map vm;
@@ -58,6 +62,16 @@ int run_export(const std::vector<std::string>& args) {
     calibrate_model(model, TensorDataset{}, CalibOptions{});
   }
 
+  if (format == "torchscript") {  // plain torch.jit.load runs it, without our library
+    auto* ts = dynamic_cast<TorchScriptModel*>(&model);
+    if (!ts) throw UsageError("--format torchscript needs an imported model (--model PATH.pt), not '" + model.name() + "'");
+    auto plain = ts->export_plain();
+    atomic_write(out, [&](const std::string& tmp) { plain.save(tmp); });
+    if (json) std::cout << nlohmann::json{{"out", out}, {"format", format}, {"model", model.name()}}.dump() << std::endl;
+    else std::cout << "wrote " << out << " (TorchScript, standard ATen ops, quantized weights baked in)\n";
+    return 0;
+  }
+  if (format != "safetensors") throw UsageError("--format '" + format + "': valid: safetensors, torchscript");
   // With --verify the file is written next to --out, checked, then renamed over it: a file that fails
   // verification never replaces --out.
   const std::string target = verify ? out + ".verify-tmp" : out;
