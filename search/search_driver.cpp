@@ -190,7 +190,7 @@ CheckpointMeta checked_start(const SearchOptions& opt) {
   CheckpointMeta ck = read_checkpoint_meta(opt.checkpoint);
   DatasetInfo info = dataset_info(opt.data.dataset);
   if (ck.config.in_channels == 0) ck.config = ModelConfig{info.channels, info.height, info.num_classes};  // TorchScript
-  const bool imported = is_imported_model_name(ck.model) && is_imported_model_name(opt.model);
+  const bool imported = is_imported_model_name(opt.model);  // its path, or a zoo checkpoint with the same layers
   if (ck.model != opt.model && !imported)
     throw std::invalid_argument("checkpoint " + opt.checkpoint + " holds model '" + ck.model + "', not --model '" +
                                 opt.model + "'");

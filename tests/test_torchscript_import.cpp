@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "autoqnn/checkpoint.h"
@@ -184,7 +185,7 @@ TEST_P(TorchScriptCli, LayersSearchConvertFinetuneExport) {
 
   // convert at 4 bits (uniform policy), finetune one epoch
   const std::string p4 = dir + "/p4.json", q = dir + "/q.pt", ft = dir + "/ft.pt";
-  r = run_cli("policy uniform --model " + model + data + " --weight fixed:4 --out " + p4);
+  r = run_cli("policy uniform --model " + model + " --dataset synthetic --weight fixed:4 --out " + p4);
   ASSERT_EQ(r.rc, 0) << r.out;
   r = run_cli("convert --model " + model + data + " --policy " + p4 + " --calib-batches 1 --out " + q);
   ASSERT_EQ(r.rc, 0) << r.out;
@@ -200,13 +201,22 @@ TEST_P(TorchScriptCli, LayersSearchConvertFinetuneExport) {
   const json after = eval_json(ft);
   EXPECT_LT(after["loss"].get<double>(), before["loss"].get<double>()) << before << " -> " << after;
 
-  // The checkpoint carries the module: it reloads without the original file.
-  const std::string moved = dir + "/moved.pt";
-  std::system(("cp " + model + " " + moved).c_str());
+  // The checkpoint carries the original module (reloads without the file) and resumes.
   {
+    std::ifstream f(model, std::ios::binary);
+    const std::string original((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(read_checkpoint_torchscript(ft), original);
     auto l = load_model(ft, "", kCfg);
     EXPECT_EQ(quant_layers(*l.model).size(), quant_layers(*m).size());
     EXPECT_TRUE(l.has_policy);
+  }
+  if (!big) {
+    const std::string ft2 = dir + "/ft2.pt";
+    std::system(("cp " + ft + " " + ft2).c_str());
+    r = run_cli("finetune --model " + model + data + " --checkpoint " + q + " --epochs 2 --lr 0.02 --resume --out " + ft2);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    EXPECT_TRUE(contains(r.out, "resuming from epoch 1")) << r.out;
+    EXPECT_EQ(read_checkpoint_meta(ft2).epoch, 2);
   }
 
   // export --format torchscript, then plain Python runs it on the eval images
