@@ -163,7 +163,7 @@ TEST_P(TorchScriptCli, LayersSearchConvertFinetuneExport) {
   std::system(("mkdir -p " + dir).c_str());
   const bool big = name == "resnet18";
   const std::string data = std::string(" --dataset synthetic --threads 2 --seed 5 --batch-size 32") +
-                           (big ? " --train-limit 96 --test-limit 64" : " --train-limit 480 --test-limit 128");
+                           (big ? " --train-limit 64 --test-limit 32" : " --train-limit 480 --test-limit 128");
 
   auto r = run_cli("layers --model " + model + data + " --json", false);
   ASSERT_EQ(r.rc, 0) << r.out;
@@ -195,7 +195,8 @@ TEST_P(TorchScriptCli, LayersSearchConvertFinetuneExport) {
     return json::parse(e.out.substr(e.out.find('{')));
   };
   const json before = eval_json(q);
-  EXPECT_DOUBLE_EQ(before["avg_weight_bits"].get<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(before["avg_weight_bits"].get<double>(), load_policy(p4).totals.avg_weight_bits);
+  EXPECT_LT(before["avg_weight_bits"].get<double>(), 4.1);  // 4-bit codes + per-tensor scales
   r = run_cli("finetune --model " + model + data + " --checkpoint " + q + " --epochs 1 --lr 0.02 --out " + ft);
   ASSERT_EQ(r.rc, 0) << r.out;
   const json after = eval_json(ft);
@@ -226,7 +227,7 @@ TEST_P(TorchScriptCli, LayersSearchConvertFinetuneExport) {
   DataOptions d;
   d.dataset = "synthetic";
   d.train_limit = 1;
-  d.test_limit = big ? 64 : 128;
+  d.test_limit = big ? 32 : 128;
   d.seed = 5;
   auto test = load_splits(d).test;
   auto loaded = load_model(ft, "", kCfg);
