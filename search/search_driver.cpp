@@ -190,13 +190,15 @@ torch::optim::SGD make_weight_optimizer(const SearchOptions& opt, const std::vec
 // The FP32 checkpoint the search starts from, checked against --model and --dataset.
 CheckpointMeta checked_start(const SearchOptions& opt) {
   CheckpointMeta ck = read_checkpoint_meta(opt.checkpoint);
-  if (ck.model != opt.model)
+  DatasetInfo info = dataset_info(opt.data.dataset);
+  if (ck.config.in_channels == 0) ck.config = ModelConfig{info.channels, info.height, info.num_classes};  // TorchScript
+  const bool imported = is_imported_model_name(opt.model);  // its path, or a zoo checkpoint with the same layers
+  if (ck.model != opt.model && !imported)
     throw std::invalid_argument("checkpoint " + opt.checkpoint + " holds model '" + ck.model + "', not --model '" +
                                 opt.model + "'");
   if (ck.kind != "fp32")
     throw std::invalid_argument("the search starts from an FP32 checkpoint; " + opt.checkpoint + " is a '" +
                                 ck.kind + "' checkpoint");
-  DatasetInfo info = dataset_info(opt.data.dataset);
   if (ck.config.in_channels != info.channels || ck.config.image_size != info.height ||
       ck.config.num_classes != info.num_classes)
     throw std::invalid_argument("checkpoint " + opt.checkpoint + " was made for " + std::to_string(ck.config.in_channels) +

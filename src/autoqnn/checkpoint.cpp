@@ -2,6 +2,9 @@
 
 #include <zlib.h>
 
+#include <cstring>
+#include <map>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -9,6 +12,7 @@
 #include "autoqnn/json_io.h"
 #include "autoqnn/output_files.h"
 #include "autoqnn/runtime.h"
+#include "autoqnn/torchscript_model.h"
 
 namespace autoqnn {
 
@@ -31,6 +35,7 @@ nlohmann::json parse_meta(const std::string& text, const std::string& path) {
     throw std::runtime_error("checkpoint '" + path + "': metadata is not valid JSON (" + e.what() + ")");
   }
 }
+const char* kScriptKey = "__torchscript__";  // an imported model's original TorchScript file (uint8 bytes)
 
 // Tensors are mapped to `device` while reading (default CPU): a checkpoint written on a GPU (its optimizer
 // state lives there) loads on a CPU-only LibTorch, and a CPU one on a GPU.
@@ -101,6 +106,12 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model, const Ch
   nlohmann::json mj = meta.to_json();
   mj[kChecksumKey] = {{"algorithm", "crc32"}, {"tensors", crcs}};
   ar.write(kMetaKey, c10::IValue(mj.dump()));
+  if (auto* ts = dynamic_cast<TorchScriptModel*>(&model)) {
+    const auto& b = ts->source_bytes();
+    auto t = torch::empty({static_cast<int64_t>(b.size())}, torch::kUInt8);
+    std::memcpy(t.data_ptr(), b.data(), b.size());
+    ar.write(kScriptKey, t, /*is_buffer=*/true);
+  }
   if (optimizer) {
     torch::serialize::OutputArchive opt;
     optimizer->save(opt);
@@ -115,6 +126,15 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model, const Ch
 }
 
 CheckpointMeta read_checkpoint_meta(const std::string& path) {
+  if (is_torchscript_file(path)) {
+    // A user's TorchScript file is its own FP32 starting point; the input config comes from the caller
+    // (zeros here: "the data's").
+    CheckpointMeta m;
+    m.kind = "fp32";
+    m.model = path;
+    m.config = ModelConfig{0, 0, 0};
+    return m;
+  }
   auto ar = open_archive(path);
   c10::IValue v;
   if (!ar.try_read(kMetaKey, v) || !v.isString())
@@ -122,9 +142,34 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
   return CheckpointMeta::from_json(parse_meta(v.toStringRef(), path), path);
 }
 
-void load_checkpoint_weights(const std::string& path, torch::nn::Module& model) {
+std::string read_checkpoint_torchscript(const std::string& path) {
   auto ar = open_archive(path);
+  torch::Tensor t;
+  if (!ar.try_read(kScriptKey, t, /*is_buffer=*/true)) return {};
+  t = t.contiguous();
+  return std::string(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()));
+}
+
+void load_checkpoint_weights(const std::string& path, torch::nn::Module& model) {
   torch::NoGradGuard ng;
+  if (is_torchscript_file(path)) {  // the module's own parameters and buffers, by the same dotted names
+    auto src = torch::jit::load(path);
+    std::map<std::string, torch::Tensor> have;
+    for (const auto& p : src.named_parameters(true)) have[p.name] = p.value;
+    for (const auto& b : src.named_buffers(true)) have[b.name] = b.value;
+    auto copy = [&](const std::string& key, torch::Tensor& dst) {
+      auto it = have.find(key);
+      if (it == have.end())
+        throw std::runtime_error("TorchScript file '" + path + "' lacks '" + key + "' (another model?)");
+      if (it->second.sizes() != dst.sizes())
+        throw std::runtime_error("TorchScript file '" + path + "': '" + key + "' has another shape than the model's");
+      if (!it->second.is_same(dst)) dst.copy_(it->second.to(dst.device(), dst.scalar_type()));
+    };
+    for (auto& p : model.named_parameters(true)) copy(p.key(), p.value());
+    for (auto& b : model.named_buffers(true)) copy(b.key(), b.value());
+    return;
+  }
+  auto ar = open_archive(path);
   nlohmann::json crcs;
   {
     c10::IValue v;

@@ -25,6 +25,10 @@ struct CheckpointMeta {
 // Atomic. `optimizer` (optional) is stored under "optimizer/..." for --resume.
 void save_checkpoint(const std::string& path, torch::nn::Module& model, const CheckpointMeta& meta,
                      torch::optim::Optimizer* optimizer = nullptr);
+// A TorchScript file (torchscript_model.h) reads as an FP32 checkpoint of itself: model = the path, config
+// zeros (= the caller's input config), weights = the module's own.
+// The original TorchScript file embedded in a checkpoint of an imported model ("" for a zoo model's).
+std::string read_checkpoint_torchscript(const std::string& path);
 // Reads only the metadata. Throws std::runtime_error naming the file when missing/corrupt/not ours.
 CheckpointMeta read_checkpoint_meta(const std::string& path);
 // Copies every parameter and buffer of `model` from the file. Throws naming the file and the key when

@@ -3,6 +3,7 @@
 // Randomness (synthetic set, shuffling, augmentation) uses std::mt19937_64 with our own bounded /
 // normal draws, so it is identical across LibTorch versions and C++ standard libraries.
 #include "autoqnn/data.h"
+#include "autoqnn/data_tensors.h"
 
 #include "autoqnn/distributed.h"
 
@@ -57,6 +58,7 @@ std::string canonical_name(const std::string& dataset) {
 }  // namespace
 
 DatasetInfo dataset_info(const std::string& dataset) {
+  if (detail::is_tensors_dataset(dataset)) return detail::tensors_dataset_info(dataset);
   const std::string d = canonical_name(dataset);
   // mean / stddev of the training images on the [0, 1] pixel scale (see docs/data.md).
   if (d == "fashion-mnist") return {1, 28, 28, 10, {0.2860, 0.0, 0.0}, {0.3530, 1.0, 1.0}};
@@ -65,6 +67,7 @@ DatasetInfo dataset_info(const std::string& dataset) {
 }
 
 std::string default_data_dir(const std::string& dataset) {
+  if (detail::is_tensors_dataset(dataset)) return "";
   const std::string d = canonical_name(dataset);
   if (d == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
   if (d == "cifar10") return "/usr/share/datasets/cifar-10-batches-bin";
@@ -371,6 +374,14 @@ int64_t val_count(const std::string& dataset, int64_t n) {
 }  // namespace
 
 Splits load_splits(const DataOptions& opt) {
+  if (detail::is_tensors_dataset(opt.dataset)) {  // the user's tensors; val = the last 1/6 of the training set
+    Splits s;
+    detail::load_tensors_dataset(opt, s.full_train, s.test);
+    const int64_t n = s.full_train.size(), nval = n / 6;
+    s.train = s.full_train.slice(0, n - nval);
+    s.val = s.full_train.slice(n - nval, n);
+    return s;
+  }
   const std::string d = canonical_name(opt.dataset);
   const DatasetInfo info = dataset_info(d);
   const std::string dir = opt.data_dir.empty() ? default_data_dir(d) : opt.data_dir;

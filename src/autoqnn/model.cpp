@@ -6,6 +6,8 @@
 #include <stdexcept>
 
 #include "autoqnn/model_impl.h"
+#include "autoqnn/runtime.h"
+#include "autoqnn/torchscript_model.h"
 
 namespace autoqnn {
 
@@ -71,7 +73,18 @@ const std::vector<ModelInfo>& model_zoo() {
   return infos;
 }
 
+bool is_imported_model_name(const std::string& name) {
+  return name.find('.') != std::string::npos || name.find('/') != std::string::npos;
+}
+
 ModelPtr make_model(const std::string& name, const ModelConfig& cfg) {
+  if (is_imported_model_name(name)) {  // zoo names hold neither '.' nor '/'
+    if (!file_exists(name)) throw std::invalid_argument("model file '" + name + "' does not exist");
+    if (!is_torchscript_file(name))
+      throw std::invalid_argument("model file '" + name + "' is not a TorchScript module (save it with "
+                                  "torch.jit.script(m).save(path) or torch.jit.trace(m, x).save(path))");
+    return TorchScriptModel::from_file(name, cfg);
+  }
   for (const auto& e : zoo_entries())
     if (e.info.name == name) return e.make(cfg);
   std::string valid;
@@ -129,9 +142,11 @@ std::vector<LayerProfile> profile_model(Model& model) {
       int64_t out_numel = 1;
       for (auto d : p.output_shape) out_numel *= d;
       const auto& w = p.weight_shape;
-      if (p.kind == std::string("conv2d")) {
+      if (p.kind.rfind("conv", 0) == 0) {
         // out_h * out_w * out_ch * (in_ch / groups) * kh * kw  ==  output numel * weight numel / out_ch
-        p.macs = out_numel * (w[1] * w[2] * w[3]);
+        int64_t per_out = 1;
+        for (size_t d = 1; d < w.size(); ++d) per_out *= w[d];
+        p.macs = out_numel * per_out;
       } else {
         // in * out per output row (one row for a [1, in] input)
         p.macs = out_numel * w[1];

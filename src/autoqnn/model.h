@@ -37,12 +37,15 @@ struct ModelInfo {
 const std::vector<ModelInfo>& model_zoo();
 // Throws std::invalid_argument listing the valid names for an unknown one (or for a config the model
 // cannot take). Zoo: lenet5, resnet8/14/20/32/56, vgg7, mobilenetv2 (see docs/models.md).
+// A name holding '.' or '/' is a TorchScript file (torchscript_model.h): imported with `cfg` as its input.
 ModelPtr make_model(const std::string& name, const ModelConfig& cfg = {});
+// True for a name make_model reads as a file (holds '.' or '/'; zoo names hold neither).
+bool is_imported_model_name(const std::string& name);
 
 // Per quantizable layer facts, measured by one forward pass on a [1, C, H, W] input.
 struct LayerProfile {
   std::string name;                    // dotted name
-  std::string kind;                    // conv2d | linear
+  std::string kind;                    // conv1d | conv2d | conv3d | linear
   std::vector<int64_t> weight_shape;
   int64_t params = 0;                  // weight elements (bias excluded)
   int64_t macs = 0;                    // multiply-accumulates per image

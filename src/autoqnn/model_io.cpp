@@ -2,6 +2,7 @@
 
 #include "autoqnn/adabits.h"
 #include "autoqnn/runtime.h"
+#include "autoqnn/torchscript_model.h"
 
 namespace autoqnn {
 
@@ -9,8 +10,12 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_n
                        const std::string& policy_path, int bits) {
   LoadedModel out;
   out.meta = read_checkpoint_meta(checkpoint);
+  if (out.meta.config.in_channels == 0) out.meta.config = cfg;  // a TorchScript file: the data's input
   const auto& m = out.meta;
-  if (!model_name.empty() && m.model != model_name)
+  // An imported model is named by its file path, which may be spelt differently from run to run; it may also
+  // start from a zoo model's checkpoint with the same layer names and shapes (the weights' load checks them).
+  const bool imported = is_imported_model_name(model_name);
+  if (!model_name.empty() && !imported && m.model != model_name)
     throw std::runtime_error("checkpoint '" + checkpoint + "' holds model '" + m.model + "', not '" + model_name +
                              "' (pass --model " + m.model + ")");
   if (m.config.in_channels != cfg.in_channels || m.config.image_size != cfg.image_size ||
@@ -20,7 +25,11 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_n
                              (m.dataset.empty() ? "?" : m.dataset) + "), the dataset gives " +
                              std::to_string(cfg.in_channels) + "x" + std::to_string(cfg.image_size) +
                              " (pass the matching --dataset)");
-  out.model = make_model(m.model, m.config);
+  const std::string script = read_checkpoint_torchscript(checkpoint);
+  if (!script.empty())  // an imported model's checkpoint carries its module: no need for the original file
+    out.model = TorchScriptModel::from_bytes(script, m.model, m.config);
+  else
+    out.model = make_model(imported ? model_name : m.model, m.config);
 
   if (is_adabits(m)) {
     auto plan = adabits_plan_of(m, checkpoint);

@@ -51,7 +51,8 @@ void check_channel_bits(const std::vector<int>& bits, const QuantSpec& spec, Rol
 
 void check_policy(const Policy& p, Model& model) {
   const std::string who = "policy for '" + p.model + "'";
-  if (p.model != model.name())
+  // An imported model is named by its path, spelt as given; the fingerprint below identifies it.
+  if (p.model != model.name() && !(is_imported_model_name(p.model) && is_imported_model_name(model.name())))
     throw PolicyError("the policy was written for model '" + p.model + "', not '" + model.name() +
                       "' (write one with `autoqnn policy uniform --model " + model.name() + "`)");
   if (p.format_version < 1 || p.format_version > kPolicyMaxFormatVersion)

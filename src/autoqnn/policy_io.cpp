@@ -231,7 +231,8 @@ Policy Policy::from_json(const json& j, const std::string& source) {
     if (l.name.empty()) r.fail(base, "empty layer name");
     int64_t index = r.integer(r.get(e, base, "index"), base + ".index", 0, static_cast<int64_t>(layers.size()) - 1);
     l.kind = r.string(r.get(e, base, "kind"), base + ".kind");
-    if (l.kind != "conv2d" && l.kind != "linear") r.fail(base + ".kind", "'" + l.kind + "' (valid: conv2d, linear)");
+    if (l.kind != "conv1d" && l.kind != "conv2d" && l.kind != "conv3d" && l.kind != "linear")
+      r.fail(base + ".kind", "'" + l.kind + "' (valid: conv1d, conv2d, conv3d, linear)");
     l.weight = r.spec(r.get(e, base, "weight"), base + ".weight", Role::Weight);
     l.act = r.spec(r.get(e, base, "act"), base + ".act", Role::Activation);
     if (e.contains("channel_bits")) {

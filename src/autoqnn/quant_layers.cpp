@@ -108,10 +108,8 @@ std::vector<NamedQuantLayer> quant_layers(torch::nn::Module& root) {
   std::vector<NamedQuantLayer> out;
   for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
     auto& mod = item.value();
-    if (auto* c = dynamic_cast<QuantConv2dImpl*>(mod.get()))
-      out.push_back({item.key(), c, mod});
-    else if (auto* l = dynamic_cast<QuantLinearImpl*>(mod.get()))
-      out.push_back({item.key(), l, mod});
+    // QuantConv2d, QuantLinear, and the layers of imported TorchScript models (torchscript_model.h)
+    if (auto* q = dynamic_cast<QuantLayer*>(mod.get())) out.push_back({item.key(), q, mod});
   }
   return out;
 }

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <iostream>
+#include <sstream>
 
 #include "autoqnn/runtime.h"
 
@@ -27,6 +28,22 @@ ModelConfig CommonOptions::model_config() const {
   m.in_channels = info.channels;
   m.image_size = info.height;
   m.num_classes = info.num_classes;
+  if (!input_shape.empty()) {
+    std::vector<int64_t> v;
+    std::stringstream ss(input_shape);
+    std::string tok;
+    try {
+      while (std::getline(ss, tok, ',')) v.push_back(std::stoll(tok));
+    } catch (const std::exception&) {
+      v.clear();
+    }
+    if (v.size() != 3 || v[0] <= 0 || v[1] <= 0 || v[1] != v[2])
+      throw UsageError("--input-shape '" + input_shape + "': expected C,H,W with H == W (square images), e.g. 3,32,32");
+    m.in_channels = v[0];
+    m.image_size = v[1];
+  }
+  if (num_classes < 0) throw UsageError("--num-classes must be positive");
+  if (num_classes > 0) m.num_classes = num_classes;
   return m;
 }
 
@@ -41,6 +58,8 @@ void add_common_options(po::options_description& desc, CommonOptions& c, bool wi
   add("seed", po::value(&c.seed)->default_value(c.seed), "random seed (runs are repeatable on CPU)");
   add("threads", po::value(&c.threads)->default_value(0), "intra-op threads (0 = number of cores)");
   add("device", po::value(&c.device)->default_value(c.device), "cpu | cuda | cuda:N");
+  add("input-shape", po::value(&c.input_shape), "C,H,W of one input image (imported models; default: the dataset's)");
+  add("num-classes", po::value(&c.num_classes), "number of classes (imported models; default: the dataset's)");
 }
 
 torch::Device setup_runtime(const CommonOptions& c) {
@@ -69,12 +88,31 @@ void CalibBatchOptions::check() const {
   if (batches < 0) throw UsageError("--calib-batches must be >= 0");
 }
 
+// An imported model (--model PATH.pt) is its own FP32 starting point: a verb that requires --checkpoint gets
+// the TorchScript file itself when none is given.
+static std::vector<std::string> with_imported_checkpoint(const po::options_description& desc,
+                                                         const std::vector<std::string>& args) {
+  const auto* ck = desc.find_nothrow("checkpoint", false);
+  if (!ck || !ck->semantic()->is_required()) return args;
+  std::string model;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--checkpoint" || args[i].rfind("--checkpoint=", 0) == 0) return args;
+    if (args[i] == "--model" && i + 1 < args.size()) model = args[i + 1];
+    if (args[i].rfind("--model=", 0) == 0) model = args[i].substr(8);
+  }
+  if (model.empty() || !is_imported_model_name(model)) return args;
+  auto out = args;
+  out.push_back("--checkpoint");
+  out.push_back(model);
+  return out;
+}
+
 bool parse(const std::string& verb, const std::string& synopsis, po::options_description& desc,
            const std::vector<std::string>& args, po::variables_map& vm,
            const po::positional_options_description* positional) {
   desc.add_options()("help,h", "show this help");
   try {
-    auto parser = po::command_line_parser(args).options(desc);
+    auto parser = po::command_line_parser(with_imported_checkpoint(desc, args)).options(desc);
     if (positional) parser.positional(*positional);
     po::store(parser.run(), vm);
     if (vm.count("help")) {

@@ -39,8 +39,10 @@ struct CommonOptions {
   uint64_t seed = 1;
   int threads = 0;
   std::string device = "cpu";
+  std::string input_shape;  // "C,H,W" (imported models; default: the dataset's)
+  int64_t num_classes = 0;  // imported models (0: the dataset's)
   DataOptions data_options() const;
-  ModelConfig model_config() const;  // from the dataset's image shape
+  ModelConfig model_config() const;  // from the dataset's image shape, or --input-shape / --num-classes
 };
 void add_common_options(po::options_description& desc, CommonOptions& c, bool with_model = true);
 // Applies --threads, --seed, checks --device; returns the device. Logs the set-up to stderr.

@@ -10,6 +10,7 @@
 #include "autoqnn/output_files.h"
 #include "autoqnn/model_io.h"
 #include "autoqnn/runtime.h"
+#include "autoqnn/torchscript_model.h"
 #include "cli.h"
 #include "export_onnx.h"
 
@@ -31,15 +32,19 @@ int run_export(const std::vector<std::string>& args) {
   pol.add(desc, "policy JSON (default: the one recorded in the checkpoint; must match it)", Need::Optional);
   output.add(desc, "safetensors file to write")
     ("verify", po::bool_switch(&verify), "reload the file and check it bit for bit before it replaces --out")
-    ("format", po::value(&format)->default_value("packed"), "packed (safetensors) | onnx (QDQ ONNX, opset 13)")
+    ("format", po::value(&format)->default_value("packed"),
+     "packed (safetensors codes; also 'safetensors') | onnx (QDQ ONNX, opset 13) | torchscript (imported models: "
+     "standard ATen ops, quantized weights baked in)")
     ("verify-images", po::value(&verify_images)->default_value(0),
      "--format onnx --verify: compare on the first N test images (0 = the test set, or --test-limit)")
     ("json", po::bool_switch(&json), "print one JSON object on stdout");
   po::variables_map vm;
-  if (!parse("export", "--model NAME --checkpoint Q.pt [--policy P.json] --out FILE [--format packed|onnx] [--verify]",
+  if (!parse("export", "--model NAME --checkpoint Q.pt [--policy P.json] --out FILE [--format packed|onnx|torchscript] [--verify]",
              desc, args, vm))
     return 0;
-  if (format != "packed" && format != "onnx") throw UsageError("--format must be packed or onnx, got '" + format + "'");
+  if (format == "safetensors") format = "packed";
+  if (format != "packed" && format != "onnx" && format != "torchscript")
+    throw UsageError("--format must be packed, onnx or torchscript, got '" + format + "'");
   if (verify_images < 0) throw UsageError("--verify-images must be >= 0");
   setup_runtime(c);  // export runs on the CPU
   const std::string &ckpt = ck.path, &policy_path = pol.path, &out = output.path;
@@ -70,6 +75,15 @@ int run_export(const std::vector<std::string>& args) {
 
   if (format == "onnx") return export_onnx_verb(c, model, loaded.policy, out, verify, verify_images, json);
 
+  if (format == "torchscript") {  // plain torch.jit.load runs it, without our library
+    auto* ts = dynamic_cast<TorchScriptModel*>(&model);
+    if (!ts) throw UsageError("--format torchscript needs an imported model (--model PATH.pt), not '" + model.name() + "'");
+    auto plain = ts->export_plain();
+    atomic_write(out, [&](const std::string& tmp) { plain.save(tmp); });
+    if (json) std::cout << nlohmann::json{{"out", out}, {"format", format}, {"model", model.name()}}.dump() << std::endl;
+    else std::cout << "wrote " << out << " (TorchScript, standard ATen ops, quantized weights baked in)\n";
+    return 0;
+  }
   // With --verify the file is written next to --out, checked, then renamed over it: a file that fails
   // verification never replaces --out.
   const std::string target = verify ? temp_path_for(out) : out;  // a stale one is removed by the next write

@@ -58,6 +58,7 @@ int run_finetune(const std::vector<std::string>& args) {
   calib.check();
   std::string ckpt = ck.path;  // --resume takes it from the checkpoint at --out
   const std::string &policy_path = pol.path, &out = output.path;
+  if (!resume && ckpt.empty() && is_imported_model_name(c.model)) ckpt = c.model;  // its own FP32 weights
   if (!resume && ckpt.empty()) throw UsageError("--checkpoint is required (unless --resume)");
   t.augment.crop_padding = crop;
   t.augment.hflip = hflip;

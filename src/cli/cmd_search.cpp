@@ -155,7 +155,8 @@ int cmd_search(const std::vector<std::string>& args) {
     search::rederive_from_state(ro);
     return 0;
   }
-  const std::string& checkpoint = ck.path;
+  std::string checkpoint = ck.path;
+  if (checkpoint.empty() && is_imported_model_name(common.model)) checkpoint = common.model;  // its own weights
   if (checkpoint.empty()) throw UsageError("--checkpoint is required (the FP32 model to search from)");
   if (!vm.count("model") || vm["model"].defaulted())
     log_info("search: --model not given, using '" + common.model + "'");
