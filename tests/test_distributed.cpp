@@ -41,20 +41,9 @@ int free_port() {
   return port;
 }
 
-struct ShellResult {
-  int rc = -1;
-  std::string out;
-};
-ShellResult sh(const std::string& script) {
-  ShellResult r;
-  FILE* p = popen(("bash -c '" + script + "' 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+// Runs a bash script (stdout + stderr merged).
+autoqnn_test::CliResult sh(const std::string& script) {
+  return autoqnn_test::run_cli_command("bash -c '" + script + "'");
 }
 
 std::string launch(int n) {

@@ -70,16 +70,8 @@ inline CliResult run_cli_command(const std::string& cmd_line) {
 }
 
 inline CliResult run_cli(const std::string& args, bool merge_stderr = true) {
-  std::string cmd = std::string(AUTOQNN_CLI_PATH) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  CliResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  const std::string cmd = std::string(AUTOQNN_CLI_PATH) + " " + args;
+  return run_cli_command(merge_stderr ? cmd : "{ " + cmd + " 2>/dev/null; }");  // a group: its stderr stays dropped
 }
 
 }  // namespace autoqnn_test
