@@ -28,6 +28,8 @@ struct Case {
   int rc = 1;
   std::vector<std::string> expect, unchanged, absent;
 };
+// gtest prints a parameter in the test's listing (and so in ctest's names): the case's name, not its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 std::vector<std::string> words(const std::string& s) {
   std::istringstream is(s);
