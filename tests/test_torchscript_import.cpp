@@ -163,7 +163,9 @@ TEST_P(TorchScriptCli, LayersSearchConvertFinetuneExport) {
   std::system(("mkdir -p " + dir).c_str());
   const bool big = name == "resnet18";
   const std::string data = std::string(" --dataset synthetic --threads 2 --seed 5 --batch-size 32") +
-                           (big ? " --train-limit 64 --test-limit 32" : " --train-limit 480 --test-limit 128");
+                           (big ? " --train-limit 256 --test-limit 32" : " --train-limit 480 --test-limit 128");
+  // resnet18 starts from random weights: with 64 images (2 steps) its BN running statistics barely move and
+  // the test loss did not fall (2.721 -> 2.727); 256 images (8 steps) lower it for seeds 5, 6, 7 (measured).
 
   auto r = run_cli("layers --model " + model + data + " --json", false);
   ASSERT_EQ(r.rc, 0) << r.out;
