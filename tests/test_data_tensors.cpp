@@ -3,12 +3,14 @@
 
 #include "autoqnn/data.h"
 #include "autoqnn/export.h"
+#include "test_fixtures.h"
 
 using namespace autoqnn;
 
 namespace {
 std::string write_set(const std::string& name, const std::map<std::string, torch::Tensor>& tensors) {
-  const std::string path = ::testing::TempDir() + name;
+  static const std::string dir = autoqnn_test::make_tmp_dir("data_tensors");  // per process (ctest -j)
+  const std::string path = dir + "/" + name;
   SafetensorsFile f;
   for (const auto& [k, t] : tensors) f.tensors[k] = to_safetensor(t);
   write_safetensors(path, f);

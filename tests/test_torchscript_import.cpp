@@ -13,6 +13,7 @@
 #include "autoqnn/model_io.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/torchscript_model.h"
+#include "test_fixtures.h"
 #include "test_util.h"
 
 using namespace autoqnn;
@@ -25,8 +26,8 @@ const ModelConfig kCfg{1, 28, 10};
 
 const std::string& ts_dir() {
   static const std::string dir = [] {
-    std::string d = ::testing::TempDir() + "autoqnn_ts_import";
-    autoqnn_test::remove_tree(d);
+    // Per process: ctest -j runs each test case in its own process, and each would empty a shared folder.
+    const std::string d = autoqnn_test::make_tmp_dir("ts_import");
     std::string here = __FILE__;
     here = here.substr(0, here.rfind('/'));
     const std::string cmd = "/usr/bin/python3 " + here + "/make_torchscript_models.py " + d + " > /dev/null";
