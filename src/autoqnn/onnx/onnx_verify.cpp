@@ -49,9 +49,12 @@ OnnxVerifyResult verify_onnx(Model& model, const ModelGraph& graph, const OnnxEx
     for (auto& [m, t] : modes) m->train(t);
     ours = torch::cat(parts, 0);
   }
-  r.exact = compare_logits(ours, run_onnx_in_ort(onnx_path, data.images, batch, /*optimize=*/false), data.labels, 1e-4);
-  r.deployed = compare_logits(ours, run_onnx_in_ort(onnx_path, data.images, batch, /*optimize=*/true), data.labels,
-                              onnx_logit_tolerance(model, graph, rep, &r.rule));
+  // Activation QDQ: QuantizeLinear rounds half to even in float32, so an activation on a rounding tie may take
+  // the neighbouring level even in the graph as written (LeNet-5 demo policy: 5.9e-2 max, 0 predictions
+  // changed); the bound is then one output quantization step, as for the deployed run.
+  const double tol = onnx_logit_tolerance(model, graph, rep, &r.rule);
+  r.exact = compare_logits(ours, run_onnx_in_ort(onnx_path, data.images, batch, /*optimize=*/false), data.labels, tol);
+  r.deployed = compare_logits(ours, run_onnx_in_ort(onnx_path, data.images, batch, /*optimize=*/true), data.labels, tol);
   const bool deployed_ok = rep.weight_only() ? r.deployed.ok : r.deployed.max_abs_diff <= r.deployed.tolerance;
   r.ok = r.exact.ok && deployed_ok;
   return r;
