@@ -4,7 +4,7 @@
 # (e.g. the one inside Python's torch). Taken from this machine's installed Debian packages (installed
 # first by install-deps.sh):
 #   include/{nlohmann,boost (the closure program_options needs),benchmark,zlib.h,zconf.h}
-#   lib/{libboost_program_options.a,libz.a,libbenchmark.so*}
+#   lib/{libboost_program_options.a,libz.a,libbenchmark.so*, libglpk.so* and the libraries it needs}
 #   googletest/   GoogleTest sources (Debian ships them in /usr/src/googletest), built there by CMake
 #   data/fashion-mnist/  the gzipped IDX files
 # CMake uses the folder with -DAUTOQNN_DEPS_DIR=third_party/gpu-deps (see CMakeLists.txt).
@@ -26,6 +26,11 @@ cp "$ML/libboost_program_options.a" "$ML/libz.a" "$tmp/lib/"
 cp /usr/include/zlib.h /usr/include/zconf.h "$tmp/include/"
 cp -r /usr/include/benchmark "$tmp/include/"
 cp -P "$ML"/libbenchmark.so* "$tmp/lib/"
+# GLPK (--method ilp): Debian's shared library and what it needs (no static libltdl in Debian).
+cp /usr/include/glpk.h "$tmp/include/"
+for l in libglpk.so libglpk.so.40 libltdl.so.7 libgmp.so.10 libamd.so.2 libcolamd.so.2 libsuitesparseconfig.so.5; do
+  cp -L "$(ls "$ML/$l" /lib/$(gcc -print-multiarch)/$l 2>/dev/null | head -1)" "$tmp/lib/$l"
+done
 cp -r /usr/src/googletest "$tmp/googletest"
 cp -r /usr/share/datasets/fashion-mnist "$tmp/data/fashion-mnist"
 rm -rf "$OUT"; mv "$tmp" "$OUT"; trap - EXIT

@@ -107,7 +107,7 @@ TEST_P(BadInput, FailsCleanly) {
   autoqnn_test::remove_tree(dir);
   fs::create_directories(dir);
   for (const char* f : {"fp.pt", "p.json", "q.pt"}) fs::copy_file(fixtures() + "/" + f, dir + "/" + f);
-  const std::string env = "cd '" + dir + "' && export AQ='" + AUTOQNN_CLI_PATH + "' MK='/usr/bin/python3 " + kCorpus +
+  const std::string env = "cd '" + dir + "' && export AQ='" + AUTOQNN_CLI_PATH + "' MK='" + autoqnn_test::python() + " " + kCorpus +
                           "/make_bad.py' D='--dataset synthetic --train-limit 64 --test-limit 64 --batch-size 32';";
   auto sh = [&](const std::string& script) {
     std::ofstream(dir + "/.case.sh") << env << "\n" << script << "\n";

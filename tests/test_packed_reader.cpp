@@ -16,7 +16,7 @@ using namespace autoqnn;
 using quant::QuantSpec;
 
 TEST(PackedReader, PythonReaderDecodesEveryLayerBitForBit) {
-  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) GTEST_SKIP() << "python3 numpy missing";
+  if (std::system((autoqnn_test::python() + " -c 'import numpy' >/dev/null 2>&1").c_str()) != 0) GTEST_SKIP() << "python3 numpy missing";
   const fs::path dir = fs::path(AUTOQNN_TEST_TMP) / ("packed_reader_" + std::to_string(::getpid()));
   autoqnn_test::remove_tree(dir.string());
   fs::create_directories(dir / "ref");
@@ -48,7 +48,7 @@ TEST(PackedReader, PythonReaderDecodesEveryLayerBitForBit) {
     std::ofstream os(dir / "ref" / (nl.name + ".f32"), std::ios::binary);
     os.write(static_cast<const char*>(w.data_ptr()), static_cast<std::streamsize>(w.numel() * 4));
   }
-  const std::string cmd = "/usr/bin/python3 " + std::string(AUTOQNN_SOURCE_DIR) + "/examples/read_packed.py " + file +
+  const std::string cmd = autoqnn_test::python() + " " + std::string(AUTOQNN_SOURCE_DIR) + "/examples/read_packed.py " + file +
                           " --compare " + (dir / "ref").string() + " 2>&1";
   std::string out;
   FILE* f = popen(cmd.c_str(), "r");

@@ -30,7 +30,7 @@ const std::string& ts_dir() {
     const std::string d = autoqnn_test::make_tmp_dir("ts_import");
     std::string here = __FILE__;
     here = here.substr(0, here.rfind('/'));
-    const std::string cmd = "/usr/bin/python3 " + here + "/make_torchscript_models.py " + d + " > /dev/null";
+    const std::string cmd = autoqnn_test::python() + " " + here + "/make_torchscript_models.py " + d + " > /dev/null";
     if (std::system(cmd.c_str()) != 0) throw std::runtime_error("could not run: " + cmd);
     return d;
   }();
@@ -241,7 +241,7 @@ TEST_P(TorchScriptCli, LayersSearchConvertFinetuneExport) {
     ours = loaded.model->forward(test.images);
   }
   write_raw(dir + "/x.bin", test.images);
-  const std::string py = "/usr/bin/python3 -c \"import torch,sys; m=torch.jit.load(sys.argv[1]); m.eval(); "
+  const std::string py = autoqnn_test::python() + " -c \"import torch,sys; m=torch.jit.load(sys.argv[1]); m.eval(); "
                          "x=torch.frombuffer(bytearray(open(sys.argv[2],'rb').read()),dtype=torch.float32)"
                          ".reshape(-1,1,28,28); open(sys.argv[3],'wb').write(m(x).detach().contiguous().numpy().tobytes())\" ";
   ASSERT_EQ(std::system((py + exported + " " + dir + "/x.bin " + dir + "/y.bin").c_str()), 0);

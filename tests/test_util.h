@@ -9,12 +9,20 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 namespace autoqnn_test {
 
 // rm -rf path (no error when it does not exist).
+// The Python that runs the test-time helpers (TorchScript files, numpy readers): Debian's /usr/bin/python3
+// here; AUTOQNN_PYTHON on a machine whose torch lives elsewhere (the GPU machine's venv).
+inline std::string python() {
+  const char* p = std::getenv("AUTOQNN_PYTHON");
+  return (p && *p) ? std::string(p) : std::string("/usr/bin/python3");
+}
+
 inline void remove_tree(const std::string& path) {
   nftw(
       path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,

@@ -9,7 +9,9 @@
 #include "autoqnn/runtime.h"
 
 // Gloo: Debian's LibTorch is built with it; its headers come from libgloo-dev.
-#if __has_include(<gloo/context.h>)
+// AUTOQNN_NO_GLOO / AUTOQNN_NO_NCCL: set by scripts/gpu-check.sh when a probe compile of the backend's
+// header fails against the LibTorch at hand (a wheel's headers may not match what is installed beside it).
+#if __has_include(<gloo/context.h>) && !defined(AUTOQNN_NO_GLOO)
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
@@ -18,7 +20,7 @@
 #endif
 // NCCL: only in CUDA builds of LibTorch that ship nccl.h (not verifiable on the CPU machines).
 #if __has_include(<nccl.h>) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>) && \
-    defined(AUTOQNN_WITH_CUDA_KERNELS)
+    defined(AUTOQNN_WITH_CUDA_KERNELS) && !defined(AUTOQNN_NO_NCCL)
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
 #endif
