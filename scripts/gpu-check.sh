@@ -138,7 +138,7 @@ if [ "$CLI" = 1 ]; then
   step train_cuda 60 "$AQ" train --model lenet5 "${D[@]}" --epochs 1 --lr 0.05 --device $DEV --out "$W/fp.pt"
   step eval_cpu 30 "$AQ" eval --model lenet5 "${D[@]}" --checkpoint "$W/fp.pt" --device cpu
   # TorchScript import on the GPU: a scripted LeNet-5 made by this machine's torch.
-  $PY - "$W/lenet.pt" >> "$LOG_DIR/cli.log" 2>&1 <<'EOF'
+  cat > "$W/make_lenet.py" <<'EOF'
 import sys, torch, torch.nn as nn, torch.nn.functional as F
 class LeNet(nn.Module):
     def __init__(self):
@@ -150,12 +150,14 @@ class LeNet(nn.Module):
         x = torch.flatten(x, 1); return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 torch.manual_seed(0); torch.jit.script(LeNet()).save(sys.argv[1])
 EOF
+  $PY "$W/make_lenet.py" "$W/lenet.pt" >> "$LOG_DIR/cli.log" 2>&1
   step ts_train_cuda 60 "$AQ" train --model "$W/lenet.pt" "${D[@]}" --epochs 1 --lr 0.05 --device $DEV --out "$W/ts_fp.pt"
   step ts_search_cuda 90 "$AQ" search --model "$W/lenet.pt" --checkpoint "$W/ts_fp.pt" "${D[@]}" --avg-bits 2 --warmup 0 \
     --epochs 1 --device $DEV --out "$W/ts_policy.json"
   step ts_finetune_cuda 60 "$AQ" finetune --model "$W/lenet.pt" --checkpoint "$W/ts_fp.pt" --policy "$W/ts_policy.json" \
     "${D[@]}" --epochs 1 --device $DEV --out "$W/ts_q.pt"
-  # Data parallel: NCCL with one rank (two ranks on one GPU is refused by NCCL), Gloo with two ranks on cuda:0.
+  # Data parallel: NCCL with one rank (two ranks on one GPU are refused by NCCL; a named backend makes the
+  # group even for one process), Gloo with two ranks on cuda:0.
   step nccl_1rank 60 bash scripts/launch.sh -n 1 -- "$AQ" train --model lenet5 "${D[@]}" --epochs 1 --lr 0.05 \
     --device $DEV_N --dist-backend nccl --out "$W/nccl.pt"
   step gloo_2rank_cuda 90 bash scripts/launch.sh -n 2 -- "$AQ" train --model lenet5 "${D[@]}" --epochs 1 --lr 0.05 \

@@ -147,7 +147,10 @@ void init(const DistOptions& in, torch::Device device) {
   shutdown();
   auto& c = ctx();
   c.timeout_s = o.timeout_s;
-  if (o.world_size == 1) return;  // single process: no store, no group, no overhead
+  // Single process: no store, no group, no overhead -- unless a backend was named (--dist-backend gloo|nccl):
+  // then the group is made anyway, so one process checks that the backend works (NCCL on a one-GPU machine,
+  // where two ranks on one device are refused by NCCL).
+  if (o.world_size == 1 && o.backend == "auto") return;
 
   std::string backend = o.backend;
   if (backend == "auto") backend = device.is_cuda() ? "nccl" : "gloo";
@@ -156,6 +159,12 @@ void init(const DistOptions& in, torch::Device device) {
   c.backend = backend;
   c.where = o.master_addr + ":" + std::to_string(o.master_port);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
+  if (!built_with(backend)) {  // before the store: a missing backend is no connection problem
+    c = Context{};
+    throw std::invalid_argument("--dist-backend " + backend + ": this build has no " +
+                                (backend == "nccl" ? std::string("NCCL (a CUDA LibTorch with NCCL is needed; use --dist-backend gloo)")
+                                                   : std::string("Gloo (install libgloo-dev and rebuild)")));
+  }
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(o.master_port);
@@ -221,7 +230,7 @@ void shutdown() {
   c = Context{};
 }
 
-bool active() { return ctx().world > 1 && ctx().comm != nullptr; }
+bool active() { return ctx().comm != nullptr; }
 int rank() { return ctx().rank; }
 int world_size() { return ctx().world; }
 bool is_main() { return ctx().rank == 0; }

@@ -40,7 +40,7 @@ struct DistOptions {
 void init(const DistOptions& opt, torch::Device device = torch::kCPU);
 void shutdown();  // drops the process group (also at exit)
 
-bool active();     // world size > 1
+bool active();     // a process group exists (world size > 1, or a backend named for one process)
 int rank();        // 0 when not active
 int world_size();  // 1 when not active
 bool is_main();    // rank 0: the one that writes files and logs progress
