@@ -19,6 +19,7 @@
 #include "autoqnn/sensitivity.h"
 #include "quantizers/channel_quant.h"
 #include "quantizers/registry.h"
+#include "test_util.h"
 
 using namespace autoqnn;
 using namespace autoqnn::ptq;
@@ -236,7 +237,7 @@ TEST(PtqChannelBits, QuantizeChannelByChannelAccountAndExportExactly) {
   nlohmann::json j = nlohmann::json::parse(back.dump());
   j["layers"]["conv2"]["bias_correction"] = "median";
   EXPECT_THROW(Policy::from_json(j, "t.json"), PolicyError);
-  fs::remove_all(dir);
+  autoqnn_test::remove_tree(dir.string());
 }
 
 // ---------------------------------------------------------------- AFP
