@@ -419,6 +419,7 @@ SearchResult run_search(const SearchOptions& opt) {
       correct = std::llround(sums[1].item<double>());
       seen = std::llround(sums[2].item<double>());
       arch_sum = sums[3].item<double>() / dist::world_size();
+      dist::check_same_buffers(*state, "at the end of epoch " + std::to_string(e + 1));
       dist::broadcast_buffers(*state);
     }
     strat->begin_eval();
@@ -548,6 +549,11 @@ SearchResult finish_search(SearchStrategy& strat, const FinishStep& f) {
 }
 
 void save_searched_policy(const std::string& out, Policy& policy, json provenance) {
+  {  // data parallel: every rank must hold the policy rank 0 writes
+    std::string specs;
+    for (const auto& l : policy.layers) specs += l.name + "=" + l.weight.to_string() + "/" + l.act.to_string() + ";";
+    dist::check_same_everywhere("policies", specs);
+  }
   policy.search = std::move(provenance);
   save_policy(out, policy);
   log_info("search: policy " + out + " (" + policy.search.value("method", "?") + "): " +

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "autoqnn/runtime.h"
+#include "quantizers/quantizer.h"
 
 // Gloo: Debian's LibTorch is built with it; its headers come from libgloo-dev.
 // AUTOQNN_NO_GLOO / AUTOQNN_NO_NCCL: set by scripts/gpu-check.sh when a probe compile of the backend's
@@ -38,7 +39,8 @@ namespace {
 
 struct Comm {
   virtual ~Comm() = default;
-  virtual c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t) = 0;
+  virtual c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t,
+                                                   c10d::ReduceOp op = c10d::ReduceOp::SUM) = 0;
   virtual c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& t, int root) = 0;
   virtual c10::intrusive_ptr<c10d::Work> barrier() = 0;
 };
@@ -46,7 +48,11 @@ struct Comm {
 template <class PG>
 struct CommOf : Comm {
   explicit CommOf(c10::intrusive_ptr<PG> p) : pg(std::move(p)) {}
-  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t) override { return pg->allreduce(t); }
+  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t, c10d::ReduceOp op) override {
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    return pg->allreduce(t, o);
+  }
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& t, int root) override {
     c10d::BroadcastOptions o;
     o.rootRank = root;
@@ -111,6 +117,9 @@ void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, const std::str
     fail(op, e);
   }
 }
+
+// The activation quantizers' batch statistics in training (quantizer.h set_batch_stat_reducer).
+torch::Tensor reduce_batch_stat(const torch::Tensor& t, quant::StatReduce how);
 
 }  // namespace
 
@@ -210,11 +219,13 @@ void init(const DistOptions& in, torch::Device device) {
                              o.master_addr + ":" + std::to_string(o.master_port) + ") within " +
                              secs(o.timeout_s) + " s (--dist-timeout; is every rank started?): " + msg);
   }
+  quant::set_batch_stat_reducer(reduce_batch_stat);
   log_info("distributed: rank " + std::to_string(c.rank) + " of " + std::to_string(c.world) + " (" + backend +
            ", master " + c.where + ", timeout " + secs(o.timeout_s) + " s)");
 }
 
 void shutdown() {
+  quant::set_batch_stat_reducer(nullptr);
   auto& c = ctx();
   c.comm.reset();
   c.store.reset();
@@ -238,20 +249,38 @@ bool built_with(const std::string& backend) {
   return false;
 }
 
-void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
+void all_reduce(std::vector<torch::Tensor>& tensors, Reduce op) {
   if (!active()) return;
+  const c10d::ReduceOp rop = op == Reduce::Max ? c10d::ReduceOp::MAX
+                             : op == Reduce::Min ? c10d::ReduceOp::MIN
+                                                 : c10d::ReduceOp::SUM;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   try {
     for (auto& t : tensors) {
-      if (!t.is_contiguous()) throw std::invalid_argument("all_reduce_sum needs contiguous tensors");
+      if (!t.is_contiguous()) throw std::invalid_argument("all_reduce needs contiguous tensors");
       std::vector<at::Tensor> one{t};
-      works.push_back(ctx().comm->allreduce(one));
+      works.push_back(ctx().comm->allreduce(one, rop));
     }
   } catch (const std::exception& e) {
     fail("all-reduce", e);
   }
   wait_all(works, "all-reduce");
 }
+
+void all_reduce_sum(std::vector<torch::Tensor>& tensors) { all_reduce(tensors, Reduce::Sum); }
+
+namespace {
+torch::Tensor reduce_batch_stat(const torch::Tensor& t, quant::StatReduce how) {
+  std::vector<torch::Tensor> v{t.to(torch::kFloat32).contiguous().clone()};
+  if (how == quant::StatReduce::Max) all_reduce(v, Reduce::Max);
+  else if (how == quant::StatReduce::Min) all_reduce(v, Reduce::Min);
+  else {
+    all_reduce(v, Reduce::Sum);
+    v[0].div_(world_size());
+  }
+  return v[0].to(t.dtype());
+}
+}  // namespace
 
 void all_reduce_sum(torch::Tensor& t) {
   std::vector<torch::Tensor> v{t};
@@ -360,6 +389,33 @@ void check_same_settings(const std::string& what, const json& settings) {
     throw std::invalid_argument("distributed: the ranks were started with different " + what + " settings (" + diff +
                                 "); start every rank with the same command");
   }
+}
+
+void check_same_everywhere(const std::string& what, const std::string& text) {
+  if (!active()) return;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+  // two 32-bit halves: exact in float64
+  auto hi = torch::tensor({static_cast<double>(h >> 32), static_cast<double>(h & 0xffffffffull)}, torch::kFloat64);
+  auto lo = hi.clone();
+  std::vector<torch::Tensor> mx{hi}, mn{lo};
+  all_reduce(mx, Reduce::Max);
+  all_reduce(mn, Reduce::Min);
+  if (!torch::equal(mx[0], mn[0]))
+    throw std::runtime_error("distributed: the ranks computed different " + what + " (rank " + std::to_string(rank()) +
+                             " of " + std::to_string(world_size()) +
+                             "); the replicas diverged (a bug: please report it with the command)");
+}
+
+void check_same_buffers(torch::nn::Module& m, const std::string& when) {
+  if (!active()) return;
+  std::string bytes;
+  for (const auto& kv : m.named_buffers(true)) {
+    auto t = kv.value().detach().to(torch::kCPU).contiguous();
+    bytes += kv.key();
+    bytes.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel() * t.element_size()));
+  }
+  check_same_everywhere("buffers (BatchNorm / activation-quantizer statistics) " + when, bytes);
 }
 
 std::pair<int64_t, int64_t> shard_range(int64_t n, int r, int w) {

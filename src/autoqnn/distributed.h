@@ -35,7 +35,8 @@ struct DistOptions {
   DistOptions resolved() const;
 };
 
-// Creates the store and the process group (world size > 1); logs one line. Throws std::runtime_error
+// Creates the store and the process group (world size > 1) and installs the activation quantizers'
+// batch-statistic reducer (quantizer.h set_batch_stat_reducer: max / min / mean over the ranks); logs one line. Throws std::runtime_error
 // naming the master address, port and timeout when the ranks cannot meet within the timeout.
 void init(const DistOptions& opt, torch::Device device = torch::kCPU);
 void shutdown();  // drops the process group (also at exit)
@@ -49,6 +50,8 @@ bool built_with(const std::string& backend);  // "gloo" | "nccl": compiled into 
 double timeout_seconds();
 
 // Collectives (no-ops when not active). In place, every rank must call them in the same order.
+enum class Reduce { Sum, Max, Min };
+void all_reduce(std::vector<torch::Tensor>& tensors, Reduce op);
 void all_reduce_sum(std::vector<torch::Tensor>& tensors);
 void all_reduce_sum(torch::Tensor& t);
 void broadcast(std::vector<torch::Tensor>& tensors, int root = 0);
@@ -66,6 +69,15 @@ void broadcast_buffers(torch::nn::Module& m);
 // Every rank publishes `settings` under `what` in the store and compares with rank 0's; any difference
 // throws std::invalid_argument on every rank, naming the keys and both values.
 void check_same_settings(const std::string& what, const nlohmann::json& settings);
+
+// Checks that every rank computed the same `text` (e.g. the derived policy): a 64-bit hash of it is
+// all-reduced (max and min); when they differ, every rank throws std::runtime_error naming `what`.
+void check_same_everywhere(const std::string& what, const std::string& text);
+
+// Every rank's buffers (BatchNorm running statistics, activation quantizers' running ranges) bit for bit
+// equal: check_same_everywhere on their bytes. Holds by construction (SyncBN, the quantizers' reduced batch
+// statistics); a failure means the replicas diverged.
+void check_same_buffers(torch::nn::Module& m, const std::string& when);
 
 // Bucketed gradient averaging for a fixed parameter list (same order on every rank): after backward,
 // each rank's gradients are scaled by `weight` (its share of the global batch, e.g. n_r / N), packed
