@@ -84,15 +84,43 @@ void check_same_buffers(torch::nn::Module& m, const std::string& when);
 // into flat buffers of at most `bucket_bytes`, summed over the ranks (asynchronous all-reduce per bucket,
 // then one wait), and unpacked. A parameter without a gradient on some rank counts as zero there; it
 // gets a gradient when any rank has one, so optimisers step the same parameters everywhere.
+//
+// Overlapped with backward (`overlap`): buckets are formed in reverse parameter order (the order backward
+// produces gradients), gradient hooks copy each gradient into its bucket as it is computed, and a bucket's
+// all-reduce starts as soon as its last gradient arrives, while backward goes on; `average` after
+// backward starts the buckets left (parameters without a gradient) and waits. Needs the same autograd
+// graph on every rank (the same modules and sampled candidates: true for train / finetune and the
+// search's weight step), since the ranks start the buckets in the order their hooks fire. Call
+// `arm(weight)` before backward; without arm, average() packs everything after backward.
 class GradientAverager {
  public:
-  explicit GradientAverager(std::vector<torch::Tensor> params, int64_t bucket_bytes = 8 << 20);
-  void average(double weight);  // no-op when not active
+  explicit GradientAverager(std::vector<torch::Tensor> params, int64_t bucket_bytes = 8 << 20, bool overlap = false);
+  ~GradientAverager();
+  GradientAverager(const GradientAverager&) = delete;
+  GradientAverager& operator=(const GradientAverager&) = delete;
+  void arm(double weight);      // overlap: before backward (no-op when not active or not overlapping)
+  void average(double weight);  // after backward; no-op when not active
   size_t num_buckets() const { return buckets_.size(); }
+  int64_t started_in_backward() const { return started_in_backward_; }  // buckets the hooks started, last step
 
  private:
+  void on_grad(size_t i, const torch::Tensor& g);
+  void start(size_t b);
+  void finish();
   std::vector<torch::Tensor> params_;
   std::vector<std::vector<size_t>> buckets_;  // indices into params_, per dtype/device
+  bool overlap_ = false;
+  // overlap state (one backward)
+  bool armed_ = false;
+  double weight_ = 1;
+  std::vector<size_t> bucket_of_, offset_of_, slot_of_;
+  std::vector<int64_t> bucket_numel_;
+  std::vector<torch::Tensor> flats_;
+  std::vector<size_t> ready_;
+  std::vector<bool> started_;
+  std::vector<std::shared_ptr<void>> works_;  // c10d::Work, type-erased (c10d headers stay in the .cpp)
+  std::vector<unsigned> hooks_;
+  int64_t started_in_backward_ = 0;
 };
 
 // The part of a global batch of `n` samples that rank `r` of `w` takes: [begin, end) with sizes differing
