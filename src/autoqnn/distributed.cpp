@@ -466,12 +466,14 @@ GradientAverager::GradientAverager(std::vector<torch::Tensor> params, int64_t bu
     }
     bucket_numel_[b] = off;
   }
-  if (overlap_ && active())
-    for (size_t i = 0; i < params_.size(); ++i)
+  if (overlap_ && active()) {
+    for (size_t i = 0; i < params_.size(); ++i) {
       if (params_[i].requires_grad())
         hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& g) { on_grad(i, g); }));
       else
         hooks_.push_back(~0u);
+    }
+  }
 }
 
 GradientAverager::~GradientAverager() {
