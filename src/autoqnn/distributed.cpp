@@ -526,8 +526,17 @@ void GradientAverager::start(size_t b) {
 void GradientAverager::finish() {
   // Buckets with a parameter that got no gradient here: started now, in bucket order (the same on every
   // rank); then one wait and the averaged gradients into .grad.
-  for (size_t b = 0; b < buckets_.size(); ++b)
-    if (!started_[b]) start(b);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (started_[b]) continue;
+    for (size_t i : buckets_[b]) {  // a parameter without a hook (no requires_grad when armed) but a gradient
+      const auto& g = params_[i].grad();
+      if (armed_ && hooks_[i] == ~0u && g.defined()) {
+        flats_[b].narrow(0, static_cast<int64_t>(offset_of_[i]), params_[i].numel()).copy_(g.reshape({-1}));
+        flats_[b][bucket_numel_[b] + static_cast<int64_t>(slot_of_[i])] = 1;
+      }
+    }
+    start(b);
+  }
   std::vector<WorkPtr> works;
   for (auto& w : works_) works.push_back(unerase(w));
   wait_all(works, "gradient all-reduce");
