@@ -242,7 +242,7 @@ TEST(Distributed, DeadOrMissingRankEndsTheOtherWithinTheTimeout) {
 // `finetune` 1 epoch under a policy with uniform:8:asym activations (running min / max of the batch) and
 // a vanishing learning rate, so that the 12 steps test the statistics alone: 2 ranks x 1 thread give the
 // act quantizers' running ranges and BatchNorm statistics of 1 process (<= 1e-4; before the quantizers'
-// batch statistics were reduced over the ranks, the ranges differed by up to 0.17). Every rank's buffers
+// batch statistics were reduced over the ranks, the ranges differed by up to 0.16). Every rank's buffers
 // are checked equal bit for bit at the end of each epoch (dist::check_same_buffers: a rank whose
 // statistics differ fails the run), so rc 0 on 2 ranks is that check passing. With a real learning rate
 // the weights drift apart (up to 1e-2 after 12 steps; docs/distributed.md, not done).
