@@ -16,7 +16,8 @@ ds=synthetic
 limit=${TRAIN_LIMIT:-2048}
 common="--model resnet20 --dataset $ds --train-limit $limit --test-limit 256 --batch-size 128 --threads 1 --seed 1"
 rate() { grep -o '100% [0-9/]* .*| *[0-9.]* img/s' "$1" | tail -1 | grep -o '[0-9.]* img/s' | cut -d' ' -f1; }
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; data $ds, $limit train images"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average before: $load_before; $(nproc) cores; data $ds, $limit train images"
 
 "$bin" train $common --epochs 1 --out "$tmp/fp1.pt" >"$tmp/t1.log" 2>&1
 $launch -n 2 -- "$bin" train $common --epochs 1 --out "$tmp/fp2.pt" >"$tmp/t2.log" 2>&1
@@ -34,4 +35,7 @@ echo "search resnet20 2 x 1 thread: $s2 img/s  (x$(python3 -c "print(f'{$s2/$s1:
 cmp -s <(python3 -c "import json; print(sorted((k, v['weight'], v['act']) for k, v in json.load(open('$tmp/p1.json'))['layers'].items()))") \
        <(python3 -c "import json; print(sorted((k, v['weight'], v['act']) for k, v in json.load(open('$tmp/p2.json'))['layers'].items()))") \
   && echo "search: the 2-process policy equals the 1-process one" || echo "search: the policies DIFFER"
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average after: $load_after"
+# one line to compare reruns (target: both >= 1.7 on a quiet 2-core machine)
+echo "SUMMARY distributed_throughput: train x$(python3 -c "print(f'{$t2/$t1:.2f}')") search x$(python3 -c "print(f'{$s2/$s1:.2f}')") (2 procs x 1 thread vs 1 x 1; ResNet-20, batch 128, $ds; load before $load_before, after $load_after; $(nproc) cores)"

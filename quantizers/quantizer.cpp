@@ -185,13 +185,38 @@ void Quantizer::add_running(const std::string& buffer, std::vector<int64_t> shap
   register_buffer(buffer + "_init", torch::zeros({}));
 }
 
-torch::Tensor Quantizer::running(const std::string& buffer, const torch::Tensor& batch_value) {
+namespace {
+BatchStatReducer& stat_reducer() {
+  static BatchStatReducer r;
+  return r;
+}
+}  // namespace
+
+StatReduce stat_reduce_of(const std::string& buffer) {
+  if (buffer == "max_abs" || buffer == "max") return StatReduce::Max;
+  if (buffer == "min") return StatReduce::Min;
+  return StatReduce::Mean;
+}
+
+void set_batch_stat_reducer(BatchStatReducer reducer) { stat_reducer() = std::move(reducer); }
+
+torch::Tensor Quantizer::running(const std::string& buffer, const torch::Tensor& batch_in) {
   // named_buffers() returns a temporary dict (of tensors sharing the buffers' storage): keep it alive.
   auto bufs = named_buffers(/*recurse=*/false);
   auto* buf = bufs.find(buffer);
   auto* init = bufs.find(buffer + "_init");
   TORCH_CHECK(buf && init, "quantizer ", spec_.to_string(), ": running buffer '", buffer,
               "' was not added in the constructor");
+  torch::Tensor batch_value = batch_in;
+  if (is_training() && stat_reducer()) {
+    // the global batch's statistic (same on every rank); a gradient through it stays the local one's
+    torch::Tensor global;
+    {
+      torch::NoGradGuard ng;
+      global = stat_reducer()(batch_in.detach(), stat_reduce_of(buffer));
+    }
+    batch_value = batch_in.requires_grad() ? batch_in + (global - batch_in.detach()) : global;
+  }
   torch::NoGradGuard ng;
   if (is_training()) {
     if (buf->device() != batch_value.device()) buf->set_data(buf->to(batch_value.device()));

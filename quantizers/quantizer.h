@@ -7,6 +7,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -143,5 +144,16 @@ class Quantizer : public FakeQuantizer {
 };
 
 using QuantizerPtr = std::shared_ptr<Quantizer>;
+
+// Data-parallel runs (docs/distributed.md): a training-mode batch statistic of an activation quantizer
+// (max|x|, min, max, ...) is the rank's slice's, not the global batch's. Core's distributed.cpp installs a
+// reducer while a process group is active (this layer cannot call c10d); Quantizer::running() then uses the
+// combined value for the forward pass and the EMA, so every rank holds the same state and max / min
+// statistics are those of one process on the whole batch. Other statistics (ternary delta / alpha,
+// residual alphas) are averaged over the ranks: equal everywhere, close to the global value.
+enum class StatReduce { Max, Min, Mean };
+StatReduce stat_reduce_of(const std::string& buffer);  // "max_abs" / "max" -> Max, "min" -> Min, else Mean
+using BatchStatReducer = std::function<torch::Tensor(const torch::Tensor&, StatReduce)>;
+void set_batch_stat_reducer(BatchStatReducer reducer);  // empty: none (single process)
 
 }  // namespace autoqnn::quant

@@ -324,7 +324,9 @@ SearchResult run_search(const SearchOptions& opt) {
     set_sync_batchnorm(*state, true);
     train_it.set_shard(dist::rank(), dist::world_size());
     val_it.set_shard(dist::rank(), dist::world_size());
-    weight_avg = std::make_unique<dist::GradientAverager>(weights);
+    // the weight step's all-reduce overlapped with its backward (the sampled candidates, hence the graph,
+    // are the same on every rank: the step seed is); the architecture step's is small and follows backward
+    weight_avg = std::make_unique<dist::GradientAverager>(weights, 256 << 10, /*overlap=*/true);
     arch_avg = std::make_unique<dist::GradientAverager>(strat->arch_parameters());
   }
 
@@ -367,9 +369,10 @@ SearchResult run_search(const SearchOptions& opt) {
         throw std::runtime_error("search diverged (loss " + fmtd("%g", lv) + ") in epoch " + std::to_string(e + 1) +
                                  ", step " + std::to_string(s + 1) + "; try a lower --lr");
       sgd.zero_grad();
+      const double share = static_cast<double>(x.size(0)) / static_cast<double>(train_it.global_batch_size());
+      if (weight_avg) weight_avg->arm(share);
       loss.backward();
-      if (weight_avg)
-        weight_avg->average(static_cast<double>(x.size(0)) / static_cast<double>(train_it.global_batch_size()));
+      if (weight_avg) weight_avg->average(share);
       sgd.step();
       loss_sum += lv * static_cast<double>(x.size(0));
       correct += count_correct(logits.detach(), y);
@@ -419,6 +422,7 @@ SearchResult run_search(const SearchOptions& opt) {
       correct = std::llround(sums[1].item<double>());
       seen = std::llround(sums[2].item<double>());
       arch_sum = sums[3].item<double>() / dist::world_size();
+      dist::check_same_buffers(*state, "at the end of epoch " + std::to_string(e + 1));
       dist::broadcast_buffers(*state);
     }
     strat->begin_eval();
@@ -548,6 +552,11 @@ SearchResult finish_search(SearchStrategy& strat, const FinishStep& f) {
 }
 
 void save_searched_policy(const std::string& out, Policy& policy, json provenance) {
+  {  // data parallel: every rank must hold the policy rank 0 writes
+    std::string specs;
+    for (const auto& l : policy.layers) specs += l.name + "=" + l.weight.to_string() + "/" + l.act.to_string() + ";";
+    dist::check_same_everywhere("policies", specs);
+  }
   policy.search = std::move(provenance);
   save_policy(out, policy);
   log_info("search: policy " + out + " (" + policy.search.value("method", "?") + "): " +

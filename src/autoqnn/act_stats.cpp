@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "autoqnn/distributed.h"
+
 namespace autoqnn::ptq {
 
 double ChannelStats::std() const { return std::sqrt(std::max(mean_sq - mean * mean, 0.0)); }
@@ -53,6 +55,35 @@ class Recorder : public quant::FakeQuantizer {
   Acc* acc_;
 };
 
+// Pass 1 over the ranks' shards: sums and counts summed, minima / maxima reduced; the kept rows are rank
+// 0's, the first rows of the global batch (as many as rank 0's slice holds, at most `keep`).
+void reduce_pass1(std::vector<Acc>& accs, int64_t keep, int64_t batch_size) {
+  std::vector<torch::Tensor> sums, mins, maxs, kept;
+  for (auto& a : accs) {
+    TORCH_CHECK(a.sum.defined(), "act stats: a layer saw no input on rank ", dist::rank());
+    sums.insert(sums.end(), {a.sum, a.sum_abs, a.sum_sq, torch::tensor({static_cast<double>(a.per_channel)},
+                                                                       torch::kFloat64)});
+    mins.push_back(a.mn);
+    maxs.push_back(a.mx);
+  }
+  dist::all_reduce(sums, dist::Reduce::Sum);
+  dist::all_reduce(mins, dist::Reduce::Min);
+  dist::all_reduce(maxs, dist::Reduce::Max);
+  for (size_t i = 0; i < accs.size(); ++i)
+    accs[i].per_channel = static_cast<int64_t>(std::llround(sums[4 * i + 3].item<double>()));
+  if (keep > 0) {
+    auto [lo, hi] = dist::shard_range(batch_size, 0, dist::world_size());
+    const int64_t rows = std::min(keep, hi - lo);
+    for (auto& a : accs) {
+      auto shape = a.input.sizes().vec();
+      shape[0] = rows;
+      a.input = dist::is_main() ? a.input.slice(0, 0, rows).contiguous() : torch::empty(shape, a.input.options());
+      kept.push_back(a.input);
+    }
+    dist::broadcast(kept, 0);
+  }
+}
+
 }  // namespace
 
 std::map<std::string, LayerActStats> collect_act_stats(Model& model, const TensorDataset& data,
@@ -82,8 +113,11 @@ std::map<std::string, LayerActStats> collect_act_stats(Model& model, const Tenso
   }
   model.eval();
   torch::NoGradGuard ng;
+  // Data-parallel runs: each rank takes its slice of every (global) batch; the sums, counts, minima and
+  // maxima are reduced over the ranks below, so every rank ends with the one-process statistics.
   auto run_pass = [&] {
     BatchIterator it(data, opt.batch_size, /*shuffle=*/true, opt.seed);
+    if (dist::active()) it.set_shard(dist::rank(), dist::world_size());
     it.start_epoch(0);
     torch::Tensor x, y;
     int64_t b = 0;
@@ -93,6 +127,7 @@ std::map<std::string, LayerActStats> collect_act_stats(Model& model, const Tenso
     }
   };
   run_pass();
+  if (dist::active()) reduce_pass1(accs, opt.keep_inputs, std::min<int64_t>(opt.batch_size, data.size()));
   std::map<std::string, LayerActStats> out;
   for (size_t i = 0; i < layers.size(); ++i) {
     Acc& a = accs[i];
@@ -103,6 +138,15 @@ std::map<std::string, LayerActStats> collect_act_stats(Model& model, const Tenso
     rec[i]->all_mean = a.sum.sum().item<double>() / (n * a.sum.size(0));
   }
   run_pass();
+  if (dist::active()) {
+    std::vector<torch::Tensor> sums;
+    for (auto& a : accs) {
+      sums.push_back(a.sum_dev);
+      sums.push_back(torch::tensor({a.all_dev}, torch::kFloat64));
+    }
+    dist::all_reduce(sums, dist::Reduce::Sum);
+    for (size_t i = 0; i < accs.size(); ++i) accs[i].all_dev = sums[2 * i + 1].item<double>();
+  }
   for (size_t i = 0; i < layers.size(); ++i) {
     Acc& a = accs[i];
     const int64_t C = a.sum.size(0);

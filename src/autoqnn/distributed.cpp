@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "autoqnn/runtime.h"
+#include "quantizers/quantizer.h"
 
 // Gloo: Debian's LibTorch is built with it; its headers come from libgloo-dev.
 // AUTOQNN_NO_GLOO / AUTOQNN_NO_NCCL: set by scripts/gpu-check.sh when a probe compile of the backend's
@@ -38,7 +39,8 @@ namespace {
 
 struct Comm {
   virtual ~Comm() = default;
-  virtual c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t) = 0;
+  virtual c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t,
+                                                   c10d::ReduceOp op = c10d::ReduceOp::SUM) = 0;
   virtual c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& t, int root) = 0;
   virtual c10::intrusive_ptr<c10d::Work> barrier() = 0;
 };
@@ -46,7 +48,11 @@ struct Comm {
 template <class PG>
 struct CommOf : Comm {
   explicit CommOf(c10::intrusive_ptr<PG> p) : pg(std::move(p)) {}
-  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t) override { return pg->allreduce(t); }
+  c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t, c10d::ReduceOp op) override {
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    return pg->allreduce(t, o);
+  }
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& t, int root) override {
     c10d::BroadcastOptions o;
     o.rootRank = root;
@@ -111,6 +117,9 @@ void wait_all(std::vector<c10::intrusive_ptr<c10d::Work>>& works, const std::str
     fail(op, e);
   }
 }
+
+// The activation quantizers' batch statistics in training (quantizer.h set_batch_stat_reducer).
+torch::Tensor reduce_batch_stat(const torch::Tensor& t, quant::StatReduce how);
 
 }  // namespace
 
@@ -219,11 +228,13 @@ void init(const DistOptions& in, torch::Device device) {
                              o.master_addr + ":" + std::to_string(o.master_port) + ") within " +
                              secs(o.timeout_s) + " s (--dist-timeout; is every rank started?): " + msg);
   }
+  quant::set_batch_stat_reducer(reduce_batch_stat);
   log_info("distributed: rank " + std::to_string(c.rank) + " of " + std::to_string(c.world) + " (" + backend +
            ", master " + c.where + ", timeout " + secs(o.timeout_s) + " s)");
 }
 
 void shutdown() {
+  quant::set_batch_stat_reducer(nullptr);
   auto& c = ctx();
   c.comm.reset();
   c.store.reset();
@@ -247,20 +258,38 @@ bool built_with(const std::string& backend) {
   return false;
 }
 
-void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
+void all_reduce(std::vector<torch::Tensor>& tensors, Reduce op) {
   if (!active()) return;
+  const c10d::ReduceOp rop = op == Reduce::Max ? c10d::ReduceOp::MAX
+                             : op == Reduce::Min ? c10d::ReduceOp::MIN
+                                                 : c10d::ReduceOp::SUM;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   try {
     for (auto& t : tensors) {
-      if (!t.is_contiguous()) throw std::invalid_argument("all_reduce_sum needs contiguous tensors");
+      if (!t.is_contiguous()) throw std::invalid_argument("all_reduce needs contiguous tensors");
       std::vector<at::Tensor> one{t};
-      works.push_back(ctx().comm->allreduce(one));
+      works.push_back(ctx().comm->allreduce(one, rop));
     }
   } catch (const std::exception& e) {
     fail("all-reduce", e);
   }
   wait_all(works, "all-reduce");
 }
+
+void all_reduce_sum(std::vector<torch::Tensor>& tensors) { all_reduce(tensors, Reduce::Sum); }
+
+namespace {
+torch::Tensor reduce_batch_stat(const torch::Tensor& t, quant::StatReduce how) {
+  std::vector<torch::Tensor> v{t.to(torch::kFloat32).contiguous().clone()};
+  if (how == quant::StatReduce::Max) all_reduce(v, Reduce::Max);
+  else if (how == quant::StatReduce::Min) all_reduce(v, Reduce::Min);
+  else {
+    all_reduce(v, Reduce::Sum);
+    v[0].div_(world_size());
+  }
+  return v[0].to(t.dtype());
+}
+}  // namespace
 
 void all_reduce_sum(torch::Tensor& t) {
   std::vector<torch::Tensor> v{t};
@@ -371,6 +400,33 @@ void check_same_settings(const std::string& what, const json& settings) {
   }
 }
 
+void check_same_everywhere(const std::string& what, const std::string& text) {
+  if (!active()) return;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : text) h = (h ^ ch) * 1099511628211ull;
+  // two 32-bit halves: exact in float64
+  auto hi = torch::tensor({static_cast<double>(h >> 32), static_cast<double>(h & 0xffffffffull)}, torch::kFloat64);
+  auto lo = hi.clone();
+  std::vector<torch::Tensor> mx{hi}, mn{lo};
+  all_reduce(mx, Reduce::Max);
+  all_reduce(mn, Reduce::Min);
+  if (!torch::equal(mx[0], mn[0]))
+    throw std::runtime_error("distributed: the ranks computed different " + what + " (rank " + std::to_string(rank()) +
+                             " of " + std::to_string(world_size()) +
+                             "); the replicas diverged (a bug: please report it with the command)");
+}
+
+void check_same_buffers(torch::nn::Module& m, const std::string& when) {
+  if (!active()) return;
+  std::string bytes;
+  for (const auto& kv : m.named_buffers(true)) {
+    auto t = kv.value().detach().to(torch::kCPU).contiguous();
+    bytes += kv.key();
+    bytes.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel() * t.element_size()));
+  }
+  check_same_everywhere("buffers (BatchNorm / activation-quantizer statistics) " + when, bytes);
+}
+
 std::pair<int64_t, int64_t> shard_range(int64_t n, int r, int w) {
   const int64_t base = n / w, extra = n % w;
   const int64_t begin = r * base + std::min<int64_t>(r, extra);
@@ -378,11 +434,20 @@ std::pair<int64_t, int64_t> shard_range(int64_t n, int r, int w) {
 }
 
 // ---------------------------------------------------------------- gradient averaging
-GradientAverager::GradientAverager(std::vector<torch::Tensor> params, int64_t bucket_bytes)
-    : params_(std::move(params)) {
-  // Buckets in parameter order, split by dtype / device and at bucket_bytes.
+namespace {
+using WorkPtr = c10::intrusive_ptr<c10d::Work>;
+std::shared_ptr<void> erase(WorkPtr w) { return std::make_shared<WorkPtr>(std::move(w)); }
+WorkPtr& unerase(const std::shared_ptr<void>& p) { return *std::static_pointer_cast<WorkPtr>(p); }
+}  // namespace
+
+GradientAverager::GradientAverager(std::vector<torch::Tensor> params, int64_t bucket_bytes, bool overlap)
+    : params_(std::move(params)), overlap_(overlap) {
+  // Buckets split by dtype / device and at bucket_bytes; in parameter order, or in reverse (the order in
+  // which backward produces the gradients) when overlapping.
+  std::vector<size_t> order(params_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = overlap_ ? order.size() - 1 - i : i;
   int64_t bytes = 0;
-  for (size_t i = 0; i < params_.size(); ++i) {
+  for (size_t i : order) {
     const auto& p = params_[i];
     const int64_t b = p.numel() * static_cast<int64_t>(p.element_size());
     bool fresh = buckets_.empty() || bytes + b > bucket_bytes;
@@ -397,57 +462,134 @@ GradientAverager::GradientAverager(std::vector<torch::Tensor> params, int64_t bu
     buckets_.back().push_back(i);
     bytes += b;
   }
+  bucket_of_.assign(params_.size(), 0);
+  offset_of_.assign(params_.size(), 0);
+  slot_of_.assign(params_.size(), 0);
+  bucket_numel_.assign(buckets_.size(), 0);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    int64_t off = 0;
+    for (size_t k = 0; k < buckets_[b].size(); ++k) {
+      const size_t i = buckets_[b][k];
+      bucket_of_[i] = b, offset_of_[i] = static_cast<size_t>(off), slot_of_[i] = k;
+      off += params_[i].numel();
+    }
+    bucket_numel_[b] = off;
+  }
+  if (overlap_ && active()) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (params_[i].requires_grad())
+        hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& g) { on_grad(i, g); }));
+      else
+        hooks_.push_back(~0u);
+    }
+  }
+}
+
+GradientAverager::~GradientAverager() {
+  for (size_t i = 0; i < hooks_.size(); ++i)
+    if (hooks_[i] != ~0u) params_[i].remove_hook(hooks_[i]);
+}
+
+void GradientAverager::arm(double weight) {
+  if (!overlap_ || !active()) return;
+  torch::NoGradGuard ng;
+  weight_ = weight;
+  flats_.clear();
+  works_.assign(buckets_.size(), nullptr);
+  started_.assign(buckets_.size(), false);
+  ready_.assign(buckets_.size(), 0);
+  started_in_backward_ = 0;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const auto& p0 = params_[buckets_[b].front()];
+    // [gradients..., one "has a gradient" flag per parameter]
+    flats_.push_back(torch::zeros({bucket_numel_[b] + static_cast<int64_t>(buckets_[b].size())},
+                                  p0.options().requires_grad(false)));
+  }
+  armed_ = true;
+}
+
+void GradientAverager::on_grad(size_t i, const torch::Tensor& g) {
+  if (!armed_ || !g.defined()) return;
+  torch::NoGradGuard ng;
+  const size_t b = bucket_of_[i];
+  const auto& p = params_[i];
+  flats_[b].narrow(0, static_cast<int64_t>(offset_of_[i]), p.numel()).copy_(g.reshape({-1}));
+  flats_[b][bucket_numel_[b] + static_cast<int64_t>(slot_of_[i])] = 1;
+  if (++ready_[b] == buckets_[b].size()) {
+    start(b);
+    ++started_in_backward_;
+  }
+}
+
+void GradientAverager::start(size_t b) {
+  flats_[b].narrow(0, 0, bucket_numel_[b]).mul_(weight_);
+  try {
+    std::vector<at::Tensor> one{flats_[b]};
+    works_[b] = erase(ctx().comm->allreduce(one));
+  } catch (const std::exception& e) {
+    fail("gradient all-reduce", e);
+  }
+  started_[b] = true;
+}
+
+void GradientAverager::finish() {
+  // Buckets with a parameter that got no gradient here: started now, in bucket order (the same on every
+  // rank); then one wait and the averaged gradients into .grad.
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (started_[b]) continue;
+    for (size_t i : buckets_[b]) {  // a parameter without a hook (no requires_grad when armed) but a gradient
+      const auto& g = params_[i].grad();
+      if (armed_ && hooks_[i] == ~0u && g.defined()) {
+        flats_[b].narrow(0, static_cast<int64_t>(offset_of_[i]), params_[i].numel()).copy_(g.reshape({-1}));
+        flats_[b][bucket_numel_[b] + static_cast<int64_t>(slot_of_[i])] = 1;
+      }
+    }
+    start(b);
+  }
+  std::vector<WorkPtr> works;
+  for (auto& w : works_) works.push_back(unerase(w));
+  wait_all(works, "gradient all-reduce");
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    auto flags = flats_[b].narrow(0, bucket_numel_[b], static_cast<int64_t>(buckets_[b].size())).to(torch::kCPU, torch::kDouble);
+    auto fa = flags.accessor<double, 1>();
+    for (size_t i : buckets_[b]) {
+      auto& p = params_[i];
+      if (fa[static_cast<int64_t>(slot_of_[i])] > 0) {
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        p.mutable_grad().copy_(flats_[b].narrow(0, static_cast<int64_t>(offset_of_[i]), p.numel()).view_as(p));
+      }
+    }
+  }
+  armed_ = false;
+  flats_.clear();
+  works_.clear();
 }
 
 void GradientAverager::average(double weight) {
   if (!active()) return;
   torch::NoGradGuard ng;
-  std::vector<torch::Tensor> flats;
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  for (const auto& bucket : buckets_) {
-    int64_t n = 0;
-    for (size_t i : bucket) n += params_[i].numel();
-    const auto& p0 = params_[bucket.front()];
-    // [gradients..., one "has a gradient" flag per parameter]
-    auto flat = torch::zeros({n + static_cast<int64_t>(bucket.size())}, p0.options().requires_grad(false));
-    int64_t off = 0, k = 0;
-    for (size_t i : bucket) {
-      const auto& p = params_[i];
-      const auto& g = p.grad();
-      if (g.defined()) {
-        flat.narrow(0, off, p.numel()).copy_(g.reshape({-1}));
-        flat[n + k] = 1;
-      }
-      off += p.numel();
-      ++k;
-    }
-    flat.narrow(0, 0, n).mul_(weight);
-    flats.push_back(flat);
-    try {
-      std::vector<at::Tensor> one{flat};
-      works.push_back(ctx().comm->allreduce(one));
-    } catch (const std::exception& e) {
-      fail("gradient all-reduce", e);
-    }
+  if (armed_) {  // overlapped: the hooks packed (and started) what backward produced
+    finish();
+    return;
   }
-  wait_all(works, "gradient all-reduce");
+  // Not overlapped: pack every gradient after backward, start every bucket, wait, unpack.
+  weight_ = weight;
+  flats_.clear();
+  works_.assign(buckets_.size(), nullptr);
+  started_.assign(buckets_.size(), false);
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    const auto& bucket = buckets_[b];
-    int64_t n = 0;
-    for (size_t i : bucket) n += params_[i].numel();
-    auto flags = flats[b].narrow(0, n, static_cast<int64_t>(bucket.size())).to(torch::kCPU, torch::kDouble);
-    auto fa = flags.accessor<double, 1>();
-    int64_t off = 0, k = 0;
-    for (size_t i : bucket) {
-      auto& p = params_[i];
-      if (fa[k] > 0) {
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        p.mutable_grad().copy_(flats[b].narrow(0, off, p.numel()).view_as(p));
-      }
-      off += p.numel();
-      ++k;
+    const auto& p0 = params_[buckets_[b].front()];
+    auto flat = torch::zeros({bucket_numel_[b] + static_cast<int64_t>(buckets_[b].size())},
+                             p0.options().requires_grad(false));
+    for (size_t i : buckets_[b]) {
+      const auto& g = params_[i].grad();
+      if (!g.defined()) continue;
+      flat.narrow(0, static_cast<int64_t>(offset_of_[i]), params_[i].numel()).copy_(g.reshape({-1}));
+      flat[bucket_numel_[b] + static_cast<int64_t>(slot_of_[i])] = 1;
     }
+    flats_.push_back(flat);
   }
+  finish();
 }
 
 }  // namespace autoqnn::dist

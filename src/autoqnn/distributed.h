@@ -35,7 +35,8 @@ struct DistOptions {
   DistOptions resolved() const;
 };
 
-// Creates the store and the process group (world size > 1); logs one line. Throws std::runtime_error
+// Creates the store and the process group (world size > 1) and installs the activation quantizers'
+// batch-statistic reducer (quantizer.h set_batch_stat_reducer: max / min / mean over the ranks); logs one line. Throws std::runtime_error
 // naming the master address, port and timeout when the ranks cannot meet within the timeout.
 void init(const DistOptions& opt, torch::Device device = torch::kCPU);
 void shutdown();  // drops the process group (also at exit)
@@ -49,6 +50,8 @@ bool built_with(const std::string& backend);  // "gloo" | "nccl": compiled into 
 double timeout_seconds();
 
 // Collectives (no-ops when not active). In place, every rank must call them in the same order.
+enum class Reduce { Sum, Max, Min };
+void all_reduce(std::vector<torch::Tensor>& tensors, Reduce op);
 void all_reduce_sum(std::vector<torch::Tensor>& tensors);
 void all_reduce_sum(torch::Tensor& t);
 void broadcast(std::vector<torch::Tensor>& tensors, int root = 0);
@@ -67,20 +70,57 @@ void broadcast_buffers(torch::nn::Module& m);
 // throws std::invalid_argument on every rank, naming the keys and both values.
 void check_same_settings(const std::string& what, const nlohmann::json& settings);
 
+// Checks that every rank computed the same `text` (e.g. the derived policy): a 64-bit hash of it is
+// all-reduced (max and min); when they differ, every rank throws std::runtime_error naming `what`.
+void check_same_everywhere(const std::string& what, const std::string& text);
+
+// Every rank's buffers (BatchNorm running statistics, activation quantizers' running ranges) bit for bit
+// equal: check_same_everywhere on their bytes. Holds by construction (SyncBN, the quantizers' reduced batch
+// statistics); a failure means the replicas diverged.
+void check_same_buffers(torch::nn::Module& m, const std::string& when);
+
 // Bucketed gradient averaging for a fixed parameter list (same order on every rank): after backward,
 // each rank's gradients are scaled by `weight` (its share of the global batch, e.g. n_r / N), packed
 // into flat buffers of at most `bucket_bytes`, summed over the ranks (asynchronous all-reduce per bucket,
 // then one wait), and unpacked. A parameter without a gradient on some rank counts as zero there; it
 // gets a gradient when any rank has one, so optimisers step the same parameters everywhere.
+//
+// Overlapped with backward (`overlap`): buckets are formed in reverse parameter order (the order backward
+// produces gradients), gradient hooks copy each gradient into its bucket as it is computed, and a bucket's
+// all-reduce starts as soon as its last gradient arrives, while backward goes on; `average` after
+// backward starts the buckets left (parameters without a gradient) and waits. Needs the same autograd
+// graph on every rank (the same modules and sampled candidates: true for train / finetune and the
+// search's weight step), since the ranks start the buckets in the order their hooks fire. Call
+// `arm(weight)` before backward; without arm, average() packs everything after backward.
 class GradientAverager {
  public:
-  explicit GradientAverager(std::vector<torch::Tensor> params, int64_t bucket_bytes = 8 << 20);
-  void average(double weight);  // no-op when not active
+  explicit GradientAverager(std::vector<torch::Tensor> params, int64_t bucket_bytes = 8 << 20, bool overlap = false);
+  ~GradientAverager();
+  GradientAverager(const GradientAverager&) = delete;
+  GradientAverager& operator=(const GradientAverager&) = delete;
+  void arm(double weight);      // overlap: before backward (no-op when not active or not overlapping)
+  void average(double weight);  // after backward; no-op when not active
   size_t num_buckets() const { return buckets_.size(); }
+  int64_t started_in_backward() const { return started_in_backward_; }  // buckets the hooks started, last step
 
  private:
+  void on_grad(size_t i, const torch::Tensor& g);
+  void start(size_t b);
+  void finish();
   std::vector<torch::Tensor> params_;
   std::vector<std::vector<size_t>> buckets_;  // indices into params_, per dtype/device
+  bool overlap_ = false;
+  // overlap state (one backward)
+  bool armed_ = false;
+  double weight_ = 1;
+  std::vector<size_t> bucket_of_, offset_of_, slot_of_;
+  std::vector<int64_t> bucket_numel_;
+  std::vector<torch::Tensor> flats_;
+  std::vector<size_t> ready_;
+  std::vector<bool> started_;
+  std::vector<std::shared_ptr<void>> works_;  // c10d::Work, type-erased (c10d headers stay in the .cpp)
+  std::vector<unsigned> hooks_;
+  int64_t started_in_backward_ = 0;
 };
 
 // The part of a global batch of `n` samples that rank `r` of `w` takes: [begin, end) with sizes differing

@@ -28,7 +28,7 @@ std::vector<SensitivityRow> analyze_sensitivity(
       throw std::invalid_argument("sensitivity needs an FP32 model without quantizers (layer '" + l.name + "')");
   model.to(opt.device);
   double fp_top1 = 0;
-  if (opt.accuracy) fp_top1 = evaluate(model, test, opt.batch_size, opt.device).top1;
+  if (opt.accuracy) fp_top1 = evaluate_sharded(model, test, opt.batch_size, opt.device).top1;
   if (fp_top1_out) *fp_top1_out = fp_top1;
   std::vector<SensitivityRow> rows;
   for (size_t i = 0; i < layers.size(); ++i) {
@@ -70,7 +70,7 @@ std::vector<SensitivityRow> analyze_sensitivity(
         r.afp_distance = afp_distance(w, q);
       }
       if (opt.accuracy) {
-        r.top1 = evaluate(model, test, opt.batch_size, opt.device).top1;
+        r.top1 = evaluate_sharded(model, test, opt.batch_size, opt.device).top1;  // data parallel: shards reduced
         r.drop = fp_top1 - r.top1;
       }
       log_info("analyze: " + nl.name + " " + r.weight + " / " + r.act + ": sqnr " + std::to_string(r.sqnr_db) +

@@ -127,7 +127,9 @@ std::vector<EpochStats> train_model(
     std::vector<torch::Tensor> params;
     for (auto& g : sgd.param_groups())
       for (auto& p : g.params()) params.push_back(p);
-    averager = std::make_unique<dist::GradientAverager>(params);
+    // Overlapped with backward (buckets of 256 KiB started from gradient hooks) unless the step runs its
+    // own backward passes (AdaBits: one per bitwidth), where the hooks would fire several times.
+    averager = std::make_unique<dist::GradientAverager>(params, 256 << 10, /*overlap=*/!opt.step_loss);
   }
   std::vector<EpochStats> history;
   for (int epoch = start_epoch; epoch < opt.epochs; ++epoch) {
@@ -153,8 +155,10 @@ std::vector<EpochStats> train_model(
         logits = model.forward(x);
         loss = torch::nn::functional::cross_entropy(logits, y);
       }
+      const double share = static_cast<double>(y.size(0)) / static_cast<double>(it.global_batch_size());
+      if (averager && !opt.step_loss) averager->arm(share);
       loss.backward();
-      if (averager) averager->average(static_cast<double>(y.size(0)) / static_cast<double>(it.global_batch_size()));
+      if (averager) averager->average(share);
       sgd.step();
       ++step;
       double l = loss.item<double>();
@@ -173,6 +177,7 @@ std::vector<EpochStats> train_model(
       loss_sum = sums[0].item<double>();
       correct = std::llround(sums[1].item<double>());
       seen = std::llround(sums[2].item<double>());
+      dist::check_same_buffers(model, "at the end of epoch " + std::to_string(epoch + 1));
       dist::broadcast_buffers(model);
     }
     EpochStats st{};

@@ -89,6 +89,10 @@ struct DistributedFlags {
   po::options_description_easy_init add(po::options_description& desc);
   void init(const CommonOptions& c, torch::Device device) const;
 };
+// After init: every rank publishes its parsed command line (every option's value, defaults included, but
+// the per-rank ones: rank / address / port / device / threads / outputs, which rank 0 alone writes) and any
+// difference (model, budget, space, seed, data limits, ...) fails on every rank, naming the flags and values.
+void check_same_command(const std::string& verb, const po::variables_map& vm);
 
 // Run by parse() before any work (output_paths.cpp): every double flag finite (UsageError); every output
 // flag (--out, --policy-out, --checkpoint-out, --state, --log) a writable file path that is none of the

@@ -21,8 +21,10 @@ int run_analyze(const std::vector<std::string>& args) {
   CalibBatchOptions calib(so.calib_batches);
   bool no_accuracy = false;
   std::string split = "val";
+  DistributedFlags distributed;
   po::options_description desc("analyze options");
   add_common_options(desc, c);
+  distributed.add(desc);
   ck.add(desc, "FP32 checkpoint")
     ("space", po::value(&space_path)->default_value(space_path),
      "search space JSON: the candidates per layer (or a name in configs/search_space/, e.g. lowbit)");
@@ -37,6 +39,8 @@ int run_analyze(const std::vector<std::string>& args) {
   calib.check();
   if (split != "val" && split != "test") throw UsageError("--eval-split must be val or test, got '" + split + "'");
   auto device = setup_runtime(c);
+  distributed.init(c, device);  // data parallel: statistics and evaluations sharded and reduced, rank 0 writes
+  check_same_command("analyze", vm);
   auto space = search::SearchSpace::load(find_search_space(space_path));
   std::string expect = vm["model"].defaulted() ? "" : c.model;
   auto loaded = load_model(ck.path, expect, c.model_config());
@@ -64,6 +68,7 @@ int run_analyze(const std::vector<std::string>& args) {
                                        val ? splits.val : splits.test, so, &fp);
   log_info("analyze: accuracy drops measured on the " + split + " split (" +
            std::to_string((val ? splits.val : splits.test).size()) + " images)");
+  if (!dist::is_main()) return 0;  // every rank holds the same rows; rank 0 prints / writes them
   if (out.path.empty()) {  // a pipe: `autoqnn analyze ... > s.csv` is the table `search --sensitivity` reads
     std::cerr << ptq::sensitivity_table(rows, fp);
     std::cout << ptq::sensitivity_csv(rows) << std::flush;

@@ -67,6 +67,7 @@ int run_finetune(const std::vector<std::string>& args) {
   t.device = setup_runtime(c);
   schedule_lr(t, 0, 0);  // a bad --schedule fails before any work
   distributed.init(c, t.device);
+  check_same_command("finetune", vm);
 
   std::string expect = vm["model"].defaulted() ? "" : c.model;
   LoadedModel loaded;

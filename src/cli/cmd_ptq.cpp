@@ -20,8 +20,10 @@ int run_ptq_verb(const std::vector<std::string>& args) {
   CalibBatchOptions calib(o.calib_batches);
   std::string policy_out, weight = "uniform:4:per_channel", act = "uniform:4:asym", aciq, bit_alloc, bc;
   bool eval = false, json = false, no_guard = false;
+  DistributedFlags distributed;
   po::options_description desc("ptq options");
   add_common_options(desc, c);
+  distributed.add(desc);
   ck.add(desc, "FP32 checkpoint (autoqnn train)")
     ("weight", po::value(&weight)->default_value(weight), "weight quantizer spec of every layer")
     ("act", po::value(&act)->default_value(act), "input-activation quantizer spec of every layer (fp32 = none)")
@@ -64,6 +66,8 @@ int run_ptq_verb(const std::vector<std::string>& args) {
     throw UsageError(e.what());
   }
   auto device = setup_runtime(c);
+  distributed.init(c, device);  // data parallel: activation statistics sharded and reduced, rank 0 writes
+  check_same_command("ptq", vm);
   auto meta = read_checkpoint_meta(ckpt);
   if (!meta.policy.is_null())
     throw std::runtime_error("checkpoint '" + ckpt + "' is already quantized (kind '" + meta.kind +
@@ -86,7 +90,8 @@ int run_ptq_verb(const std::vector<std::string>& args) {
   log_info("ptq: wrote " + out + " and " + policy_out + " (" + std::to_string(res.policy.totals.weight_bytes) +
            " weight bytes, " + std::to_string(res.policy.totals.avg_weight_bits) + " bits/weight)");
   if (eval) {
-    auto r = evaluate(model, splits.test, c.batch_size, device);
+    auto r = evaluate_sharded(model, splits.test, c.batch_size, device);
+    if (!dist::is_main()) return 0;
     nlohmann::json j = {{"top1", r.top1},
                         {"loss", r.loss},
                         {"n", r.n},
@@ -102,7 +107,7 @@ int run_ptq_verb(const std::vector<std::string>& args) {
       std::cout << "model " << model.name() << "  top-1 " << r.top1 * 100 << " %  loss " << r.loss << "  (n=" << r.n
                 << ")  weights " << res.policy.totals.weight_bytes << " B, " << res.policy.totals.avg_weight_bits
                 << " bits avg" << std::endl;
-  } else {
+  } else if (dist::is_main()) {
     std::cout << "wrote " << out << " and " << policy_out << std::endl;
   }
   return 0;

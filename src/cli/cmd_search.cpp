@@ -179,6 +179,7 @@ int cmd_search(const std::vector<std::string>& args) {
   }
   so.device = setup_runtime(common);
   distributed.init(common, so.device);  // the driver checks that every rank has the same settings
+  check_same_command("search", vm);
   so.model = common.model;
   so.checkpoint = checkpoint;
   if (is_adabits(read_checkpoint_meta(checkpoint))) {  // AdaBits warm start (docs/adabits.md)

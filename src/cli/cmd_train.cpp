@@ -172,6 +172,7 @@ static int run_train(const std::vector<std::string>& args) {
   t.device = setup_runtime(c);
   schedule_lr(t, 0, 0);  // bad --schedule is an error before loading data
   distributed.init(c, t.device);
+  check_same_command("train", vm);
 
   if (!ada_bits.empty()) {
     nlohmann::json recipe = {{"epochs", t.epochs}, {"lr", t.lr}, {"momentum", t.momentum},

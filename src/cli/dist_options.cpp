@@ -1,6 +1,8 @@
 // The data-parallel option group (cli.h DistributedFlags).
 #include <algorithm>
 #include <cstdlib>
+#include <cstdint>
+#include <set>
 #include <thread>
 
 #include "autoqnn/runtime.h"
@@ -38,6 +40,36 @@ void DistributedFlags::init(const CommonOptions& c, torch::Device device) const 
   if (device.is_cuda() && o.world_size > 1 && o.local_rank >= 0 && device.index() < 0)
     log_warn("data parallel on CUDA: pass --device cuda:$LOCAL_RANK so that each local rank has its own GPU");
   dist::init(o, device);
+}
+
+namespace {
+// An option's value as text (the types the verbs' flags use); "" for a type not listed.
+std::string value_text(const boost::any& v) {
+  if (const auto* x = boost::any_cast<std::string>(&v)) return *x;
+  if (const auto* x = boost::any_cast<int>(&v)) return std::to_string(*x);
+  if (const auto* x = boost::any_cast<int64_t>(&v)) return std::to_string(*x);
+  if (const auto* x = boost::any_cast<uint64_t>(&v)) return std::to_string(*x);
+  if (const auto* x = boost::any_cast<double>(&v)) return nlohmann::json(*x).dump();
+  if (const auto* x = boost::any_cast<float>(&v)) return nlohmann::json(*x).dump();
+  if (const auto* x = boost::any_cast<bool>(&v)) return *x ? "true" : "false";
+  if (const auto* x = boost::any_cast<std::vector<std::string>>(&v)) return nlohmann::json(*x).dump();
+  if (const auto* x = boost::any_cast<std::vector<int>>(&v)) return nlohmann::json(*x).dump();
+  return "";
+}
+}  // namespace
+
+void check_same_command(const std::string& verb, const po::variables_map& vm) {
+  if (!dist::active()) return;
+  static const std::set<std::string> per_rank = {"rank", "world-size", "master-addr", "master-port", "dist-timeout",
+                                                 "dist-backend", "device", "threads", "out", "policy-out",
+                                                 "checkpoint-out", "log", "help"};
+  nlohmann::json settings = nlohmann::json::object();
+  for (const auto& [name, v] : vm) {
+    if (per_rank.count(name) || v.empty()) continue;
+    const std::string t = value_text(v.value());
+    if (!t.empty()) settings["--" + name] = t;
+  }
+  dist::check_same_settings(verb + " command-line", settings);
 }
 
 }  // namespace autoqnn::cli
