@@ -4,8 +4,10 @@
 // uniform:4). Zoo and imported runs alternate within each repetition (the machine is shared); the figure is
 // the median over repetitions of ms per step, with the forward alone (train mode, autograd recorded) and the
 // rest (backward + SGD) split out.
+// Times are process CPU time with 1 intra-op thread (AUTOQNN_BENCH_THREADS to change it).
 // Usage: bench_import [REPS] [MODEL_DIR] (default 5, a fresh folder under /tmp written with the tests' Python).
 #include <algorithm>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,7 +20,17 @@
 #include "autoqnn/runtime.h"
 
 using namespace autoqnn;
-using Clock = std::chrono::steady_clock;
+// Process CPU time, not wall time: on a shared, loaded machine the wall clock measures the other processes too.
+// With one intra-op thread (the default here) CPU time is the step's own cost.
+struct Clock {
+  using duration = std::chrono::nanoseconds;
+  using time_point = std::chrono::time_point<Clock, duration>;
+  static time_point now() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return time_point(duration(int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec));
+  }
+};
 
 namespace {
 
@@ -76,8 +88,9 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  const int threads = init_threads(0);
-  std::printf("training step (forward + cross-entropy + backward + SGD), %d threads, median of %d repetitions\n",
+  const char* th = std::getenv("AUTOQNN_BENCH_THREADS");
+  const int threads = init_threads(th && *th ? std::atoi(th) : 1);
+  std::printf("training step (forward + cross-entropy + backward + SGD), CPU ms, %d threads, median of %d repetitions\n",
               threads, reps);
   std::printf("%-9s %-14s %9s %9s %7s | %9s %9s %7s\n", "model", "policy", "zoo ms", "import ms", "ratio",
               "zoo fwd", "imp fwd", "ratio");
