@@ -77,18 +77,17 @@ Value* insert_fake_quant(Graph& g, Value* self, Value* x, const AtenGrid& grid, 
   root.register_buffer(stem + "_scale", grid.scale);
   Value* s = g.insertGetAttr(self, stem + "_scale");
   Value* off = nullptr;
-  Value* one = g.insertConstant(1);
   Value* t = x;
   if (grid.offset.defined()) {
     root.register_buffer(stem + "_offset", grid.offset);
     off = g.insertGetAttr(self, stem + "_offset");
-    t = g.insert(Symbol::fromQualString("aten::sub"), {t, off, one});
+    t = g.insert(Symbol::fromQualString("aten::sub"), {t, off});
   }
   t = g.insert(Symbol::fromQualString("aten::div"), {t, s});
   t = g.insert(Symbol::fromQualString("aten::clamp"), {t, g.insertConstant(grid.lo), g.insertConstant(grid.hi)});
   t = g.insert(Symbol::fromQualString("aten::round"), {t});
   t = g.insert(Symbol::fromQualString("aten::mul"), {t, s});
-  if (off) t = g.insert(Symbol::fromQualString("aten::add"), {t, off, one});
+  if (off) t = g.insert(Symbol::fromQualString("aten::add"), {t, off});
   return t;
 }
 
