@@ -1,7 +1,7 @@
 #!/bin/sh
 # The zoo's LeNet-5 (--model lenet5) against the same network written in Python and imported from TorchScript
 # (tests/make_torchscript_models.py lenet5): both search (QSS) from the same FP32 checkpoint with the same seed,
-# then convert + finetune + eval. Prints both policies' layer specs and the accuracies (docs/benchmarks.md).
+# then convert + finetune + eval. Prints both policies' layer specs and the accuracies (docs/models.md).
 # Usage: bench/compare_imported_lenet5.sh [AUTOQNN] [DATASET] [TRAIN_LIMIT]
 set -eu
 AUTOQNN=${1:-build/autoqnn}

@@ -6,6 +6,8 @@ download). Usage: /usr/bin/python3 make_torchscript_models.py OUT_DIR [NAME ...]
                       eval mode, 1x28x28 -> 10
   resnet18.pt         torchvision resnet18 (random init; 1-channel stem), torch.jit.script, 1x28x28 -> 10
   lenet5.pt           the zoo's LeNet-5 (src/autoqnn/model_lenet.cpp) written in Python, torch.jit.script
+  resnet20.pt         the zoo's ResNet-20 (src/autoqnn/model_resnet.cpp: option-A shortcuts) in Python, torch.jit.script,
+                      3x32x32 -> 10
   frozen.pt           cnn_scripted frozen with torch.jit.freeze (no parameters left)
 """
 import os
@@ -86,6 +88,47 @@ class LeNet5(nn.Module):
         return self.fc3(x)
 
 
+class CifarBlock(nn.Module):
+    """The zoo's BasicBlock: option-A shortcut (x[:, :, ::s, ::s], new channels zero-padded half on each side)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride = stride
+        self.extra = cout - cin
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        short = x
+        if self.stride != 1 or self.extra != 0:
+            short = x[:, :, :: self.stride, :: self.stride]
+            front = self.extra // 2
+            short = F.pad(short, [0, 0, 0, 0, front, self.extra - front])
+        return F.relu(out + short)
+
+
+class ResNet20(nn.Module):
+    """The zoo's resnet20, same names: conv1 bn1 layer{1,2,3}.{0,1,2}.{conv1,bn1,conv2,bn2} fc."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = nn.Sequential(CifarBlock(16, 16, 1), CifarBlock(16, 16, 1), CifarBlock(16, 16, 1))
+        self.layer2 = nn.Sequential(CifarBlock(16, 32, 2), CifarBlock(32, 32, 1), CifarBlock(32, 32, 1))
+        self.layer3 = nn.Sequential(CifarBlock(32, 64, 2), CifarBlock(64, 64, 1), CifarBlock(64, 64, 1))
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
 def resnet18_1ch(num_classes: int = 10):
     import torchvision
 
@@ -106,6 +149,8 @@ def make(name: str, out_dir: str):
         torch.jit.script(resnet18_1ch()).save(path)
     elif name == "lenet5":
         torch.jit.script(LeNet5()).save(path)
+    elif name == "resnet20":
+        torch.jit.script(ResNet20()).save(path)
     elif name == "frozen":
         torch.jit.freeze(torch.jit.script(SmallCNN().eval())).save(path)
     else:

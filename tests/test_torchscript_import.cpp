@@ -252,3 +252,92 @@ TEST_P(TorchScriptCli, LayersSearchConvertFinetuneExport) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, TorchScriptCli, ::testing::Values("cnn_scripted", "resnet_traced", "resnet18"));
+
+static bool exists_file(const std::string& p) { return std::ifstream(p).good(); }
+
+// Plain Python (no autoqnn) runs `exported` on the raw images in `x_bin`; returns its logits [n, 10].
+static torch::Tensor python_logits(const std::string& exported, const std::string& x_bin, const std::string& y_bin,
+                                   int64_t n, const std::string& check = "") {
+  const std::string py = autoqnn_test::python() + " -c \"import torch,sys; m=torch.jit.load(sys.argv[1]); m.eval(); "
+                         "assert 'autoqnn::' not in str(m.graph) + m.code; " + check +
+                         "x=torch.frombuffer(bytearray(open(sys.argv[2],'rb').read()),dtype=torch.float32)"
+                         ".reshape(-1,1,28,28); open(sys.argv[3],'wb').write(m(x).detach().contiguous().numpy().tobytes())\" ";
+  EXPECT_EQ(std::system((py + exported + " " + x_bin + " " + y_bin).c_str()), 0) << exported;
+  return read_raw(y_bin, {n, 10});
+}
+
+// A W4A4 policy exported as TorchScript: activation quantizers and (with --keep-latent) weight quantizers
+// written as standard ATen ops with scale buffers; plain Python gives the logits of `autoqnn`'s model.
+TEST(TorchScriptExport, ActivationQuantizersAndKeepLatentRunInPlainPython) {
+  const std::string model = ts("cnn_scripted"), dir = ts_dir() + "/w4a4";
+  std::system(("mkdir -p " + dir).c_str());
+  const std::string data = " --dataset synthetic --threads 2 --seed 5 --batch-size 32 --train-limit 64 --test-limit 64";
+  DataOptions d;
+  d.dataset = "synthetic";
+  d.train_limit = 1;
+  d.test_limit = 64;
+  d.seed = 5;
+  auto test = load_splits(d).test;
+  write_raw(dir + "/x.bin", test.images);
+  // (weight, act): a per-tensor signed grid with a symmetric act grid; a per-channel asymmetric grid (offset
+  // buffers) with PACT's learned clip.
+  const std::vector<std::pair<std::string, std::string>> policies = {{"fixed:4", "uniform:4"},
+                                                                     {"uniform:4:asym:per_channel", "pact:4"}};
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const std::string tag = dir + "/p" + std::to_string(i), pol = tag + ".json", q = tag + ".q.pt";
+    auto r = run_cli("policy uniform --model " + model + " --dataset synthetic --weight " + policies[i].first +
+                     " --act " + policies[i].second + " --out " + pol);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    r = run_cli("convert --model " + model + data + " --policy " + pol + " --calib-batches 2 --out " + q);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    auto loaded = load_model(q, "", kCfg);
+    loaded.model->eval();
+    torch::Tensor ours;
+    {
+      torch::NoGradGuard ng;
+      ours = loaded.model->forward(test.images);
+    }
+    for (const bool latent : {false, true}) {
+      const std::string out = tag + (latent ? ".latent.pt" : ".baked.pt");
+      r = run_cli("export --model " + model + data + " --checkpoint " + q + " --format torchscript --out " + out +
+                  (latent ? " --keep-latent" : ""));
+      ASSERT_EQ(r.rc, 0) << r.out;
+      // keep-latent: conv2's weight is the FP32 latent one (more distinct values than 16 levels x 16 channels),
+      // the scales are buffers; baked: at most 16 values per output channel.
+      const std::string check = latent ? "assert m.conv2.weight.unique().numel() > 256; "
+                                         "assert 'autoqnn_conv1_weight_scale' in dict(m.named_buffers()); "
+                                         "assert 'autoqnn_fc_act_scale' in dict(m.named_buffers()); "
+                                       : "assert all(w.unique().numel() <= 16 for w in m.conv2.weight); ";
+      auto theirs = python_logits(out, dir + "/x.bin", tag + ".y.bin", test.size(), check);
+      EXPECT_LE((ours - theirs).abs().max().item<float>(), 1e-4) << policies[i].first << " " << policies[i].second
+                                                                 << (latent ? " keep-latent" : " baked");
+      EXPECT_TRUE(ours.argmax(1).equal(theirs.argmax(1)));
+    }
+  }
+  // A scheme that is not a grid cannot be written as ATen ops: refused, naming the layer and the scheme.
+  const std::string pol = dir + "/esb.json", q = dir + "/esb.q.pt", out = dir + "/esb.pt";
+  ASSERT_EQ(run_cli("policy uniform --model " + model + " --dataset synthetic --weight esb:4 --out " + pol).rc, 0);
+  ASSERT_EQ(run_cli("convert --model " + model + data + " --policy " + pol + " --calib-batches 1 --out " + q).rc, 0);
+  auto r = run_cli("export --model " + model + data + " --checkpoint " + q + " --format torchscript --keep-latent --out " + out);
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(contains(r.out, "layer 'conv1'") && contains(r.out, "esb")) << r.out;
+  EXPECT_FALSE(exists_file(out));
+  // without --keep-latent the esb weights are baked
+  EXPECT_EQ(run_cli("export --model " + model + data + " --checkpoint " + q + " --format torchscript --out " + out).rc, 0);
+}
+
+// BatchNorm mode frozen by tracing: a warning says so (and eval still works); a torch.jit.freeze'd module is
+// refused by a training verb with the reason.
+TEST(TorchScriptImport, TracedBatchNormWarnsAndFrozenModulesAreRefusedForTraining) {
+  const std::string data = " --dataset synthetic --threads 2 --seed 5 --train-limit 32 --test-limit 32";
+  auto r = run_cli("eval --model " + ts("resnet_traced") + data + " --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "was traced: its BatchNorm train/eval mode was fixed at trace time")) << r.out;
+  r = run_cli("eval --model " + ts("cnn_scripted") + data + " --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_FALSE(contains(r.out, "was traced")) << r.out;
+  r = run_cli("train --model " + ts("frozen") + data + " --epochs 1 --out " + ts_dir() + "/frozen_ft.pt");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_TRUE(contains(r.out, "torch.jit.freeze") && contains(r.out, "cannot be quantized or trained")) << r.out;
+  EXPECT_FALSE(exists_file(ts_dir() + "/frozen_ft.pt"));
+}

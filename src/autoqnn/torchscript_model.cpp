@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "autoqnn/runtime.h"
+#include "autoqnn/torchscript_graph.h"
 
 namespace autoqnn {
 
@@ -116,8 +117,17 @@ struct FoundNode {
   std::string kind;  // conv1d | conv2d | conv3d | linear
 };
 
+bool is_constant_false(Value* v) {
+  auto iv = torch::jit::toIValue(v);
+  return iv && iv->isBool() && !iv->toBool();
+}
+
+}  // namespace
+
+namespace detail {
+
 // "layer1.0.conv1" when `v` is self.layer1.0.conv1.weight (a chain of prim::GetAttr from the graph's self).
-bool weight_path(Value* v, Value* self, std::string& path) {
+bool weight_path(torch::jit::Value* v, torch::jit::Value* self, std::string& path) {
   Node* n = v->node();
   if (n->kind() != c10::prim::GetAttr || n->s(c10::attr::name) != "weight") return false;
   std::vector<std::string> parts;
@@ -134,12 +144,7 @@ bool weight_path(Value* v, Value* self, std::string& path) {
   return true;
 }
 
-bool is_constant_false(Value* v) {
-  auto iv = torch::jit::toIValue(v);
-  return iv && iv->isBool() && !iv->toBool();
-}
-
-void inline_all(Graph& g) {
+void inline_all(torch::jit::Graph& g) {
   for (int pass = 0; pass < 64; ++pass) {
     bool any = false;
     for (Node* n : g.nodes())
@@ -149,7 +154,10 @@ void inline_all(Graph& g) {
   }
 }
 
-}  // namespace
+}  // namespace detail
+
+using detail::inline_all;
+using detail::weight_path;
 
 std::shared_ptr<TorchScriptModel> TorchScriptModel::from_file(const std::string& path, const ModelConfig& cfg) {
   std::ifstream f(path, std::ios::binary);
@@ -335,44 +343,6 @@ torch::Tensor TorchScriptModel::forward(const torch::Tensor& x) {
 void TorchScriptModel::train(bool on) {
   Model::train(on);
   module_.train(on);
-}
-
-torch::jit::Module TorchScriptModel::export_plain() {
-  std::istringstream in(bytes_);
-  auto plain = torch::jit::load(in);
-  torch::NoGradGuard ng;
-  const bool was = is_training();
-  train(false);
-  std::map<std::string, torch::Tensor> eff;
-  for (auto& l : quant_layers(*this)) {
-    if (l.layer->act_quantizer())
-      throw std::runtime_error("export --format torchscript: layer '" + l.name + "' has an activation quantizer; "
-                               "only weight quantization can be written with standard ATen operators so far");
-    eff[l.name + ".weight"] = l.layer->effective_weight().detach().clone();
-  }
-  train(was);
-  auto named = named_parameters(true);
-  auto named_b = named_buffers(true);
-  auto set = [&](const std::string& full, const torch::Tensor& v) {
-    const auto dot = full.rfind('.');
-    torch::jit::Module owner = plain;
-    if (dot != std::string::npos) {
-      std::stringstream ss(full.substr(0, dot));
-      std::string part;
-      while (std::getline(ss, part, '.')) owner = owner.attr(part).toModule();
-    }
-    const std::string leaf = dot == std::string::npos ? full : full.substr(dot + 1);
-    owner.attr(leaf).toTensor().copy_(v);
-  };
-  for (const auto& p : plain.named_parameters(true)) {
-    auto e = eff.find(p.name);
-    if (e != eff.end()) set(p.name, e->second);
-    else if (auto* t = named.find(p.name)) set(p.name, *t);
-  }
-  for (const auto& b : plain.named_buffers(true))
-    if (auto* t = named_b.find(b.name)) set(b.name, *t);
-  plain.eval();
-  return plain;
 }
 
 }  // namespace autoqnn

@@ -46,6 +46,10 @@ class ScriptQuantLayer : public torch::nn::Module, public QuantLayer {
   int64_t id_;
 };
 
+struct TorchScriptExportOptions {
+  bool keep_latent = false;  // FP32 latent weights + scale buffers instead of baked quantized weights
+};
+
 class TorchScriptModel : public Model {
  public:
   // `label` is what checkpoints and policies record as the model (the path given by the user).
@@ -63,10 +67,13 @@ class TorchScriptModel : public Model {
   const std::string& source_bytes() const { return bytes_; }
   // The module as rewritten (calls the autoqnn operators).
   torch::jit::Module& script_module() { return module_; }
-  // A fresh copy of the original module with this model's parameters and buffers, each quantizable layer's
-  // weight replaced by its effective (fake-quantized) weight; only standard ATen operators, eval mode.
-  // Throws when a layer has an activation quantizer (not expressible without our operators yet).
-  torch::jit::Module export_plain();
+  // A fresh copy of the original module with this model's parameters and buffers, in eval mode, that runs
+  // with standard ATen operators only (plain torch.jit.load; torchscript_export.cpp). Each quantizable
+  // layer's weight is its effective (fake-quantized) weight, or with keep_latent the FP32 latent weight plus
+  // its quantizer's scale (and offset) as buffers and the fake-quant written as div / clamp / round / mul
+  // ops; each activation quantizer becomes such ops on the layer's input. Fake-quant as ops needs a grid
+  // scheme (fixed, uniform, pact): another scheme there throws naming the layer and the scheme.
+  torch::jit::Module export_plain(const TorchScriptExportOptions& opt = {});
 
  private:
   TorchScriptModel(const std::string& label, const ModelConfig& cfg) : Model(label, cfg) {}

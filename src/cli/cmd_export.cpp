@@ -23,7 +23,7 @@ int run_export(const std::vector<std::string>& args) {
   CheckpointOptions ck;
   PolicyOptions pol;
   OutputOptions output;
-  bool verify = false, json = false;
+  bool verify = false, json = false, keep_latent = false;
   std::string format = "packed";
   int64_t verify_images = 0;
   po::options_description desc("export options");
@@ -35,6 +35,9 @@ int run_export(const std::vector<std::string>& args) {
     ("format", po::value(&format)->default_value("packed"),
      "packed (safetensors codes; also 'safetensors') | onnx (QDQ ONNX, opset 13) | torchscript (imported models: "
      "standard ATen ops, quantized weights baked in)")
+    ("keep-latent", po::bool_switch(&keep_latent),
+     "--format torchscript: keep the FP32 latent weights, the quantizer scales as buffers and the fake-quant as "
+     "ATen ops (fixed / uniform / pact) instead of baked quantized weights")
     ("verify-images", po::value(&verify_images)->default_value(0),
      "--format onnx --verify: compare on the first N test images (0 = the test set, or --test-limit)")
     ("json", po::bool_switch(&json), "print one JSON object on stdout");
@@ -46,6 +49,7 @@ int run_export(const std::vector<std::string>& args) {
   if (format != "packed" && format != "onnx" && format != "torchscript")
     throw UsageError("--format must be packed, onnx or torchscript, got '" + format + "'");
   if (verify_images < 0) throw UsageError("--verify-images must be >= 0");
+  if (keep_latent && format != "torchscript") throw UsageError("--keep-latent needs --format torchscript");
   setup_runtime(c);  // export runs on the CPU
   const std::string &ckpt = ck.path, &policy_path = pol.path, &out = output.path;
 
@@ -78,10 +82,13 @@ int run_export(const std::vector<std::string>& args) {
   if (format == "torchscript") {  // plain torch.jit.load runs it, without our library
     auto* ts = dynamic_cast<TorchScriptModel*>(&model);
     if (!ts) throw UsageError("--format torchscript needs an imported model (--model PATH.pt), not '" + model.name() + "'");
-    auto plain = ts->export_plain();
+    TorchScriptExportOptions eo;
+    eo.keep_latent = keep_latent;
+    auto plain = ts->export_plain(eo);
     atomic_write(out, [&](const std::string& tmp) { plain.save(tmp); });
-    if (json) std::cout << nlohmann::json{{"out", out}, {"format", format}, {"model", model.name()}}.dump() << std::endl;
-    else std::cout << "wrote " << out << " (TorchScript, standard ATen ops, quantized weights baked in)\n";
+    if (json) std::cout << nlohmann::json{{"out", out}, {"format", format}, {"model", model.name()}, {"keep_latent", keep_latent}}.dump() << std::endl;
+    else std::cout << "wrote " << out << " (TorchScript, standard ATen ops, "
+                   << (keep_latent ? "FP32 latent weights + scale buffers" : "quantized weights baked in") << ")\n";
     return 0;
   }
   // With --verify the file is written next to --out, checked, then renamed over it: a file that fails
