@@ -190,8 +190,8 @@ torch::optim::SGD make_weight_optimizer(const SearchOptions& opt, const std::vec
 // The FP32 checkpoint the search starts from, checked against --model and --dataset.
 CheckpointMeta checked_start(const SearchOptions& opt) {
   CheckpointMeta ck = read_checkpoint_meta(opt.checkpoint);
-  DatasetInfo info = dataset_info(opt.data.dataset);
-  if (ck.config.in_channels == 0) ck.config = ModelConfig{info.channels, info.height, info.num_classes};  // TorchScript
+  DatasetInfo info = dataset_info(opt.data);
+  if (ck.config.in_channels == 0) ck.config = ModelConfig{info.channels, info.height, info.num_classes, info.classes};  // TorchScript
   const bool imported = is_imported_model_name(opt.model);  // its path, or a zoo checkpoint with the same layers
   if (ck.model != opt.model && !imported)
     throw std::invalid_argument("checkpoint " + opt.checkpoint + " holds model '" + ck.model + "', not --model '" +
@@ -205,6 +205,10 @@ CheckpointMeta checked_start(const SearchOptions& opt) {
                                 "x" + std::to_string(ck.config.image_size) + " images / " +
                                 std::to_string(ck.config.num_classes) + " classes, dataset '" + opt.data.dataset +
                                 "' differs (--dataset)");
+  if (!ck.config.classes.empty() && !info.classes.empty() && ck.config.classes != info.classes)
+    throw std::invalid_argument("checkpoint " + opt.checkpoint + " was trained on other class names than dataset '" +
+                                opt.data.dataset + "' has");
+  if (ck.config.classes.empty()) ck.config.classes = info.classes;
   if (!ck.dataset.empty() && ck.dataset != opt.data.dataset)
     log_warn("search: checkpoint trained on '" + ck.dataset + "', searching on '" + opt.data.dataset + "'");
   return ck;

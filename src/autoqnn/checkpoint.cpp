@@ -60,6 +60,7 @@ nlohmann::json CheckpointMeta::to_json() const {
   j["model"] = model;
   j["config"] = {{"in_channels", config.in_channels}, {"image_size", config.image_size},
                  {"num_classes", config.num_classes}};
+  if (!config.classes.empty()) j["config"]["classes"] = config.classes;
   j["dataset"] = dataset;
   j["policy"] = policy;
   j["epoch"] = epoch;
@@ -79,6 +80,7 @@ CheckpointMeta CheckpointMeta::from_json(const nlohmann::json& j, const std::str
     m.config.in_channels = c.at("in_channels").get<int64_t>();
     m.config.image_size = c.at("image_size").get<int64_t>();
     m.config.num_classes = c.at("num_classes").get<int64_t>();
+    if (c.contains("classes")) m.config.classes = c.at("classes").get<std::vector<std::string>>();
     m.dataset = j.value("dataset", "");
     m.policy = j.value("policy", nlohmann::json());
     m.epoch = j.value("epoch", int64_t{0});

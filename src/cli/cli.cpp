@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <cmath>
 #include <iostream>
 #include <sstream>
 
@@ -12,6 +13,29 @@ std::vector<Verb>& verbs() {
   return v;
 }
 
+namespace {
+// "1,2.5,3" -> numbers; a bad list is a usage error naming the flag.
+std::vector<double> number_list(const std::string& flag, const std::string& text) {
+  std::vector<double> v;
+  std::stringstream ss(text);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(tok, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != tok.size() || !std::isfinite(x))
+      throw UsageError("--" + flag + " '" + text + "': expected a comma list of numbers");
+    v.push_back(x);
+  }
+  if (v.empty()) throw UsageError("--" + flag + " '" + text + "': expected a comma list of numbers");
+  return v;
+}
+}  // namespace
+
 DataOptions CommonOptions::data_options() const {
   DataOptions d;
   d.dataset = dataset;
@@ -19,15 +43,49 @@ DataOptions CommonOptions::data_options() const {
   d.train_limit = train_limit;
   d.test_limit = test_limit;
   d.seed = seed;
+  // The image-folder flags mean nothing for the other data sets: refuse them rather than ignore them.
+  const bool folder = dataset.rfind("folder:", 0) == 0;
+  for (const auto& [flag, given] : {std::pair<const char*, bool>{"image-size", !image_size.empty()},
+                                    {"mean", !mean.empty()}, {"std", !stddev.empty()}, {"channels", channels != 0},
+                                    {"val-fraction", val_fraction != 0}, {"split-seed", split_seed != 0}})
+    if (given && !folder) throw UsageError(std::string("--") + flag + " applies to --dataset folder:DIR only");
+  if (!image_size.empty()) {
+    auto v = number_list("image-size", image_size);
+    if ((v.size() != 1 && v.size() != 2) || v[0] < 1 || v.back() < 1 || v[0] != std::floor(v[0]) ||
+        v.back() != std::floor(v.back()))
+      throw UsageError("--image-size '" + image_size + "': expected H or H,W (positive integers)");
+    d.image_height = static_cast<int64_t>(v[0]);
+    d.image_width = static_cast<int64_t>(v.back());
+  }
+  if (!mean.empty()) d.mean = number_list("mean", mean);
+  if (!stddev.empty()) d.stddev = number_list("std", stddev);
+  if (channels != 0 && channels != 1 && channels != 3)
+    throw UsageError("--channels must be 1 (gray) or 3 (RGB), got " + std::to_string(channels));
+  d.channels = channels;
+  if (val_fraction != 0 && !(val_fraction > 0 && val_fraction < 1))
+    throw UsageError("--val-fraction must be inside (0, 1), got " + std::to_string(val_fraction));
+  d.val_fraction = val_fraction;
+  d.split_seed = split_seed;
   return d;
 }
 
 ModelConfig CommonOptions::model_config() const {
-  auto info = dataset_info(dataset);
+  auto info = dataset_info(data_options());
   ModelConfig m;
   m.in_channels = info.channels;
   m.image_size = info.height;
   m.num_classes = info.num_classes;
+  m.classes = info.classes;
+  if (!info.classes.empty()) {  // named classes: the model must fit the data as it is
+    if (num_classes > 0 && num_classes != info.num_classes)
+      throw UsageError("--num-classes " + std::to_string(num_classes) + ": data set '" + dataset + "' has " +
+                       std::to_string(info.num_classes) + " classes");
+    const std::string shape = std::to_string(info.channels) + "," + std::to_string(info.height) + "," +
+                              std::to_string(info.width);
+    if (!input_shape.empty() && input_shape != shape)
+      throw UsageError("--input-shape " + input_shape + " does not fit data set '" + dataset + "', whose images are " +
+                       shape + " (use --image-size / --channels to bring them to the model's input)");
+  }
   if (!input_shape.empty()) {
     std::vector<int64_t> v;
     std::stringstream ss(input_shape);
@@ -50,7 +108,7 @@ ModelConfig CommonOptions::model_config() const {
 void add_common_options(po::options_description& desc, CommonOptions& c, bool with_model) {
   auto add = desc.add_options();
   if (with_model) add("model", po::value(&c.model)->default_value(c.model), "model name (see `autoqnn models`)");
-  add("dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | synthetic");
+  add("dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | synthetic | tensors:FILE.safetensors | folder:DIR");
   add("data-dir", po::value(&c.data_dir), "dataset directory (default: the dataset's standard location)");
   add("train-limit", po::value(&c.train_limit)->default_value(0), "use only the first N training images (0 = all)");
   add("test-limit", po::value(&c.test_limit)->default_value(0), "use only the first N test images (0 = all)");
@@ -60,6 +118,12 @@ void add_common_options(po::options_description& desc, CommonOptions& c, bool wi
   add("device", po::value(&c.device)->default_value(c.device), "cpu | cuda | cuda:N");
   add("input-shape", po::value(&c.input_shape), "C,H,W of one input image (imported models; default: the dataset's)");
   add("num-classes", po::value(&c.num_classes), "number of classes (imported models; default: the dataset's)");
+  add("image-size", po::value(&c.image_size), "folder:DIR: resize every image to H[,W] (bilinear)");
+  add("mean", po::value(&c.mean), "folder:DIR: per-channel mean on [0,1] to subtract, e.g. 0.5,0.5,0.5 (default 0)");
+  add("std", po::value(&c.stddev), "folder:DIR: per-channel std on [0,1] to divide by (default 1)");
+  add("channels", po::value(&c.channels), "folder:DIR: 1 (gray) | 3 (RGB) (default: the images' own)");
+  add("val-fraction", po::value(&c.val_fraction), "folder:DIR without train/ test/: test share per class (default 0.2)");
+  add("split-seed", po::value(&c.split_seed), "folder:DIR: seed of the train/test split and file order (default 0)");
 }
 
 torch::Device setup_runtime(const CommonOptions& c) {

@@ -65,6 +65,7 @@ static int run_eval(const std::vector<std::string>& args) {
   auto r = evaluate(*loaded.model, splits.test, c.batch_size, device);
   nlohmann::json j = {{"top1", r.top1}, {"loss", r.loss}, {"n", r.n}, {"model", loaded.meta.model},
                       {"checkpoint", ckpt}};
+  if (!loaded.meta.config.classes.empty()) j["classes"] = loaded.meta.config.classes;
   if (!loaded.switch_bits.empty()) {
     j["adabits"] = loaded.switch_bits;
     if (loaded.active_bits) j["bits"] = loaded.active_bits;
@@ -88,6 +89,12 @@ static int run_eval(const std::vector<std::string>& args) {
       std::cout << "  weights " << loaded.policy.totals.weight_bytes << " B, " << loaded.policy.totals.avg_weight_bits
                 << " bits avg";
     std::cout << std::endl;
+    if (!loaded.meta.config.classes.empty()) {
+      std::cout << "classes";
+      for (size_t i = 0; i < loaded.meta.config.classes.size(); ++i)
+        std::cout << (i ? ", " : " ") << i << " " << loaded.meta.config.classes[i];
+      std::cout << std::endl;
+    }
   }
   return 0;
 }
