@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "autoqnn/checkpoint.h"
+#include "autoqnn/checkpoint_classes.h"
 #include "autoqnn/data.h"
+#include "autoqnn/data_folder.h"
 #include "autoqnn/image_io.h"
 #include "test_fixtures.h"
 #include "test_util.h"
@@ -50,6 +52,24 @@ DataOptions folder_opts(const std::string& dir) {
   d.dataset = "folder:" + dir;
   return d;
 }
+// Loads folder:DIR with these folder options (process-wide: reset to the defaults afterwards).
+Splits load(const std::string& dir, const FolderOptions& o = {}) {
+  set_folder_options(o);
+  struct Reset {
+    ~Reset() { set_folder_options({}); }
+  } reset;
+  return load_splits(folder_opts(dir));
+}
+DatasetInfo info_of(const std::string& dir, const FolderOptions& o = {}) {
+  set_folder_options(o);
+  struct Reset {
+    ~Reset() { set_folder_options({}); }
+  } reset;
+  return dataset_info("folder:" + dir);
+}
+std::string load_error(const std::string& dir, const FolderOptions& o = {}) {
+  return error_of([&] { load(dir, o); });
+}
 
 void write_text(const std::string& path, const std::string& text) {
   fs::create_directories(fs::path(path).parent_path());
@@ -67,12 +87,12 @@ TEST(DataFolder, PngPixelsAreExactAndClassesSorted) {
       const int base = 40 * int(c) + k;  // names[c] holds bases 40c .. 40c+3
       put_png(dir + "/" + (k < 3 ? "train/" : "test/") + names[c], "im" + std::to_string(k) + ".png", gray(5, 5, base));
     }
-  const auto info = dataset_info(folder_opts(dir));
-  EXPECT_EQ(info.classes, (std::vector<std::string>{"ant", "moth", "zebra"}));
+  const auto info = info_of(dir);
+  EXPECT_EQ(folder_class_names("folder:" + dir), (std::vector<std::string>{"ant", "moth", "zebra"}));
   EXPECT_EQ(info.num_classes, 3);
   EXPECT_EQ(info.channels, 1);
   EXPECT_EQ(info.height, 5);
-  auto s = load_splits(folder_opts(dir));
+  auto s = load(dir);
   ASSERT_EQ(s.full_train.size(), 9);
   ASSERT_EQ(s.test.size(), 3);
   EXPECT_EQ(s.val.size(), 1);  // the last 1/6 of the training set
@@ -110,9 +130,9 @@ TEST(DataFolder, JpegWithinToleranceAndRgbToGray) {
   EXPECT_LE(worst, 6) << "JPEG quality 95 of a smooth ramp";
   EXPECT_GT(worst, 0) << "JPEG is lossy: an exact copy means the file was not JPEG-coded";
 
-  auto d = folder_opts(dir);
-  d.val_fraction = 0.5;
-  auto s = load_splits(d);
+  FolderOptions half;
+  half.val_fraction = 0.5;
+  auto s = load(dir, half);
   ASSERT_EQ(s.test.images.sizes(), (std::vector<int64_t>{2, 3, 16, 16}));
   EXPECT_NEAR(s.test.images[0][0][3][5].item<float>(), (60 + 8 * 5) / 255.0f, 6 / 255.0f);
 
@@ -120,18 +140,18 @@ TEST(DataFolder, JpegWithinToleranceAndRgbToGray) {
   const std::string dir2 = tmp("gray");
   for (const std::string c : {"a", "b"})
     for (int k = 0; k < 2; ++k) put_png(dir2 + "/" + c, "p" + std::to_string(k) + ".png", rgb(3, 3, 200, 100, 50));
-  auto g = folder_opts(dir2);
+  FolderOptions g;
   g.channels = 1;
-  auto sg = load_splits(g);
+  auto sg = load(dir2, g);
   ASSERT_EQ(sg.test.images.size(1), 1);
   EXPECT_NEAR(sg.test.images[0][0][1][1].item<float>(), (0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255.0, 1e-6);
   // gray -> RGB: the value in every channel
   const std::string dir3 = tmp("rgb");
   for (const std::string c : {"a", "b"})
     for (int k = 0; k < 2; ++k) put_png(dir3 + "/" + c, "p" + std::to_string(k) + ".png", gray(3, 3, 90));
-  auto r = folder_opts(dir3);
+  FolderOptions r;
   r.channels = 3;
-  auto sr = load_splits(r);
+  auto sr = load(dir3, r);
   ASSERT_EQ(sr.test.images.size(1), 3);
   for (int ch = 0; ch < 3; ++ch) EXPECT_FLOAT_EQ(sr.test.images[0][ch][2][1].item<float>(), (90 + 14 + 3) / 255.0f);
 }
@@ -141,9 +161,9 @@ TEST(DataFolder, SeededStratifiedSplitAndNormalisation) {
   const std::string dir = tmp("split");
   for (int c = 0; c < 3; ++c)
     for (int k = 0; k < 10; ++k) put_png(dir + "/class" + std::to_string(c), "i" + std::to_string(k) + ".png", gray(4, 4, 50 * c + k));
-  auto d = folder_opts(dir);
+  FolderOptions d;
   d.val_fraction = 0.3;
-  auto a = load_splits(d), b = load_splits(d);
+  auto a = load(dir, d), b = load(dir, d);
   ASSERT_EQ(a.test.size(), 9);  // 3 of every 10 per class
   ASSERT_EQ(a.full_train.size(), 21);
   EXPECT_EQ(a.train.size() + a.val.size(), 21);
@@ -151,25 +171,25 @@ TEST(DataFolder, SeededStratifiedSplitAndNormalisation) {
   EXPECT_TRUE(torch::equal(a.test.images, b.test.images));
   EXPECT_TRUE(torch::equal(a.full_train.images, b.full_train.images));
   d.split_seed = 7;
-  auto other = load_splits(d);
+  auto other = load(dir, d);
   EXPECT_FALSE(torch::equal(other.test.images.sort(0).values, a.test.images.sort(0).values))
       << "another --split-seed picks other test images";
   d.val_fraction = 0;  // default 0.2: 2 of 10
-  EXPECT_EQ(load_splits(d).test.size(), 6);
+  EXPECT_EQ(load(dir, d).test.size(), 6);
 
   // Normalisation: (x / 255 - mean) / std, one value for every channel.
   d.mean = {0.5};
   d.stddev = {0.25};
-  auto n = load_splits(d);
+  auto n = load(dir, d);
   auto raw = d;
   raw.mean.clear();
   raw.stddev.clear();
-  auto r = load_splits(raw);
+  auto r = load(dir, raw);
   EXPECT_TRUE(torch::allclose(n.test.images, (r.test.images - 0.5) / 0.25, 1e-6, 1e-6));
-  EXPECT_DOUBLE_EQ(dataset_info(d).mean[0], 0.5);
-  EXPECT_DOUBLE_EQ(dataset_info(d).stddev[0], 0.25);
+  EXPECT_DOUBLE_EQ(info_of(dir, d).mean[0], 0.5);
+  EXPECT_DOUBLE_EQ(info_of(dir, d).stddev[0], 0.25);
   d.mean = {0.5, 0.5};
-  EXPECT_TRUE(contains(error_of([&] { load_splits(d); }), "--mean has 2 values; the images have 1 channels"));
+  EXPECT_TRUE(contains(load_error(dir, d), "--mean has 2 values; the images have 1 channels"));
 }
 
 TEST(DataFolder, ResizeIsBilinearAndMixedSizesNeedIt) {
@@ -179,20 +199,20 @@ TEST(DataFolder, ResizeIsBilinearAndMixedSizesNeedIt) {
   put_png(dir + "/train/a", "small.png", two);
   put_png(dir + "/train/a", "big.png", gray(6, 6, 3));
   put_png(dir + "/test/a", "t.png", two);
-  auto d = folder_opts(dir);
-  const std::string err = error_of([&] { load_splits(d); });
+  FolderOptions d;
+  const std::string err = load_error(dir, d);
   EXPECT_TRUE(contains(err, "images differ in size")) << err;
   EXPECT_TRUE(contains(err, dir + "/train/a/big.png")) << err;
   EXPECT_TRUE(contains(err, dir + "/train/a/small.png")) << err;
   EXPECT_TRUE(contains(err, "--image-size")) << err;
   d.image_height = d.image_width = 4;
-  auto s = load_splits(d);
+  auto s = load(dir, d);
   ASSERT_EQ(s.test.images.sizes(), (std::vector<int64_t>{1, 1, 4, 4}));
   // align_corners = false: output x samples input (x + 0.5) / 2 - 0.5 -> weights 0, 0.25, 0.75, 1.
   const std::vector<float> want = {0.0f, 0.25f, 0.75f, 1.0f};
   for (int y = 0; y < 4; ++y)
     for (int x = 0; x < 4; ++x) EXPECT_NEAR(s.test.images[0][0][y][x].item<float>(), want[x], 1e-6);
-  EXPECT_EQ(dataset_info(d).height, 4);
+  EXPECT_EQ(info_of(dir, d).height, 4);
 }
 
 TEST(DataFolder, BadFoldersAndImagesAreNamed) {
@@ -203,9 +223,9 @@ TEST(DataFolder, BadFoldersAndImagesAreNamed) {
       for (int k = 0; k < 3; ++k) put_png(root + "/" + c, "g" + std::to_string(k) + ".png", gray(4, 4, k));
   };
   auto err = [&](const std::string& root, double vf = 0) {
-    auto d = folder_opts(root);
+    FolderOptions d;
     d.val_fraction = vf;
-    return error_of([&] { load_splits(d); });
+    return load_error(root, d);
   };
   // a text file with an image extension
   good_tree(dir + "/text");
@@ -226,9 +246,9 @@ TEST(DataFolder, BadFoldersAndImagesAreNamed) {
     bytes.assign(std::istreambuf_iterator<char>(f), {});
   }
   write_text(dir + "/trunc/cat/t.png", bytes.substr(0, bytes.size() / 2));
-  auto d = folder_opts(dir + "/trunc");
+  FolderOptions d;
   d.image_height = d.image_width = 4;
-  const std::string e1 = error_of([&] { load_splits(d); });
+  const std::string e1 = load_error(dir + "/trunc", d);
   EXPECT_TRUE(contains(e1, "image '" + dir + "/trunc/cat/t.png': corrupt or truncated PNG")) << e1;
   good_tree(dir + "/truncj");
   Image noisy{32, 32, 3, std::vector<uint8_t>(32 * 32 * 3)};
@@ -239,10 +259,10 @@ TEST(DataFolder, BadFoldersAndImagesAreNamed) {
     bytes.assign(std::istreambuf_iterator<char>(f), {});
   }
   write_text(dir + "/truncj/dog/j.jpg", bytes.substr(0, bytes.size() * 6 / 10));
-  auto dj = folder_opts(dir + "/truncj");
+  FolderOptions dj;
   dj.image_height = dj.image_width = 4;
   dj.channels = 1;
-  const std::string e2 = error_of([&] { load_splits(dj); });
+  const std::string e2 = load_error(dir + "/truncj", dj);
   EXPECT_TRUE(contains(e2, "image '" + dir + "/truncj/dog/j.jpg': corrupt or truncated JPEG")) << e2;
   // an empty class folder, no class folders, train/ without test/, test classes != train classes
   good_tree(dir + "/empty");
@@ -263,7 +283,7 @@ TEST(DataFolder, BadFoldersAndImagesAreNamed) {
   EXPECT_TRUE(contains(err(dir + "/ok", -0.1), "--val-fraction must be inside (0, 1)"));
   EXPECT_TRUE(contains(err(dir + "/diff", 0.5), "already has train/ and test/"));
   EXPECT_TRUE(contains(err(dir + "/missing"), "folder data set '" + dir + "/missing' is not a directory"));
-  EXPECT_EQ(load_splits(folder_opts(dir + "/ok")).full_train.size(), 4);  // 1 of 3 per class to test
+  EXPECT_EQ(load(dir + "/ok").full_train.size(), 4);  // 1 of 3 per class to test
 }
 
 // The CLI: a short training run on a separable folder learns it; the class names travel with the
@@ -282,9 +302,8 @@ TEST(DataFolder, CliTrainsOnAFolderAndRecordsClassNames) {
   const std::string flags = "--model lenet5 --dataset folder:" + data + " --mean 0.5 --std 0.25 --seed 1 --threads 2 ";
   auto tr = autoqnn_test::run_cli("train " + flags + "--epochs 4 --lr 0.05 --batch-size 16 --out " + dir + "/fp.pt");
   ASSERT_EQ(tr.rc, 0) << tr.out;
-  const auto meta = read_checkpoint_meta(dir + "/fp.pt");
-  EXPECT_EQ(meta.config.classes, (std::vector<std::string>{"left", "right"}));
-  EXPECT_EQ(meta.config.image_size, 16);
+  EXPECT_EQ(read_checkpoint_classes(dir + "/fp.pt"), (std::vector<std::string>{"left", "right"}));
+  EXPECT_EQ(read_checkpoint_meta(dir + "/fp.pt").config.image_size, 16);
   auto ev = autoqnn_test::run_cli("eval " + flags + "--checkpoint " + dir + "/fp.pt --json", false);
   ASSERT_EQ(ev.rc, 0) << ev.out;
   const auto j = nlohmann::json::parse(ev.out);
@@ -292,15 +311,17 @@ TEST(DataFolder, CliTrainsOnAFolderAndRecordsClassNames) {
   EXPECT_GT(j.at("top1").get<double>(), 0.8) << "chance is 0.5";
   EXPECT_EQ(j.at("classes"), nlohmann::json({"left", "right"}));
 
-  auto pu = autoqnn_test::run_cli("policy uniform --model lenet5 --dataset folder:" + data + " --weight fixed:4 --out " + dir + "/p.json");
-  ASSERT_EQ(pu.rc, 0) << pu.out;
+  // A short search: the policy's provenance records the data set and its classes.
+  auto se = autoqnn_test::run_cli("search " + flags + "--checkpoint " + dir + "/fp.pt --space lowbit --avg-bits 4 " +
+                                  "--epochs 1 --warmup 0 --batch-size 16 --out " + dir + "/p.json");
+  ASSERT_EQ(se.rc, 0) << se.out;
   std::ifstream pf(dir + "/p.json");
   const auto pj = nlohmann::json::parse(pf);
-  EXPECT_EQ(pj.at("model").at("classes"), nlohmann::json({"left", "right"}));
+  EXPECT_EQ(pj.at("search").at("classes"), nlohmann::json({"left", "right"}));
   auto cv = autoqnn_test::run_cli("convert " + flags + "--checkpoint " + dir + "/fp.pt --policy " + dir +
                                   "/p.json --calib-batches 1 --out " + dir + "/q.pt");
   ASSERT_EQ(cv.rc, 0) << cv.out;
-  EXPECT_EQ(read_checkpoint_meta(dir + "/q.pt").config.classes, (std::vector<std::string>{"left", "right"}));
+  EXPECT_EQ(read_checkpoint_classes(dir + "/q.pt"), (std::vector<std::string>{"left", "right"}));
 
   // --num-classes / --input-shape that do not fit the folder: usage errors, nothing written
   auto nc = autoqnn_test::run_cli("train " + flags + "--num-classes 3 --epochs 1 --out " + dir + "/nc.pt");

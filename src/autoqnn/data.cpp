@@ -60,11 +60,7 @@ std::string canonical_name(const std::string& dataset) {
 
 DatasetInfo dataset_info(const std::string& dataset) {
   if (detail::is_tensors_dataset(dataset)) return detail::tensors_dataset_info(dataset);
-  if (detail::is_folder_dataset(dataset)) {
-    DataOptions opt;
-    opt.dataset = dataset;
-    return detail::folder_dataset_info(opt);
-  }
+  if (is_folder_dataset(dataset)) return detail::folder_dataset_info(dataset);
   const std::string d = canonical_name(dataset);
   // mean / stddev of the training images on the [0, 1] pixel scale (see docs/data.md).
   if (d == "fashion-mnist") return {1, 28, 28, 10, {0.2860, 0.0, 0.0}, {0.3530, 1.0, 1.0}};
@@ -72,12 +68,8 @@ DatasetInfo dataset_info(const std::string& dataset) {
   return {1, kSynthSize, kSynthSize, 10, {0.2500, 0.0, 0.0}, {0.3100, 1.0, 1.0}};  // synthetic
 }
 
-DatasetInfo dataset_info(const DataOptions& opt) {
-  return detail::is_folder_dataset(opt.dataset) ? detail::folder_dataset_info(opt) : dataset_info(opt.dataset);
-}
-
 std::string default_data_dir(const std::string& dataset) {
-  if (detail::is_tensors_dataset(dataset) || detail::is_folder_dataset(dataset)) return "";
+  if (detail::is_tensors_dataset(dataset) || is_folder_dataset(dataset)) return "";
   const std::string d = canonical_name(dataset);
   if (d == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
   if (d == "cifar10") return "/usr/share/datasets/cifar-10-batches-bin";
@@ -384,7 +376,7 @@ int64_t val_count(const std::string& dataset, int64_t n) {
 }  // namespace
 
 Splits load_splits(const DataOptions& opt) {
-  const bool folder = detail::is_folder_dataset(opt.dataset);
+  const bool folder = is_folder_dataset(opt.dataset);
   if (folder || detail::is_tensors_dataset(opt.dataset)) {  // the user's data; val = the last 1/6 of the training set
     Splits s;
     if (folder)

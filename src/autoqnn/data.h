@@ -24,24 +24,15 @@ struct DataOptions {
   int64_t test_limit = 0;
   bool normalize = true;                  // per-dataset mean/std (documented in docs/data.md)
   uint64_t seed = 0;                      // for the synthetic set
-  // Image folders (folder:DIR, data_folder.h; docs/data.md). 0 / empty = not given.
-  int64_t image_height = 0, image_width = 0;  // --image-size: bilinear resize to H x W
-  int64_t channels = 0;                       // --channels 1 | 3 (gray / RGB conversion)
-  std::vector<double> mean, stddev;           // --mean / --std per channel on [0, 1] (default 0 / 1)
-  double val_fraction = 0;                    // --val-fraction: test share of a one-tree folder (default 0.2)
-  uint64_t split_seed = 0;                    // --split-seed: the one-tree split and the file order
 };
 
 struct DatasetInfo {
   int64_t channels, height, width, num_classes;
   double mean[3], stddev[3];  // per channel, on the [0, 1] pixel scale; normalised x = (x/255 - mean) / stddev
-  std::vector<std::string> classes = {};  // class names (folder data sets; empty = unnamed)
 };
 // Accepts fashion-mnist (also fmnist, fashion_mnist), cifar10 (cifar-10), synthetic; throws
 // std::invalid_argument listing the valid names.
 DatasetInfo dataset_info(const std::string& dataset);
-// The same for a data set that needs its options (folder:DIR: image size, channels, classes).
-DatasetInfo dataset_info(const DataOptions& opt);
 // fashion-mnist: /usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist);
 // cifar10: /usr/share/datasets/cifar-10-batches-bin; synthetic: "" (generated in memory).
 std::string default_data_dir(const std::string& dataset);

@@ -9,7 +9,7 @@
 
 #include "autoqnn/image_io.h"
 
-namespace autoqnn::detail {
+namespace autoqnn {
 
 namespace fs = std::filesystem;
 
@@ -83,7 +83,12 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-void check_options(const DataOptions& opt) {
+FolderOptions& options_storage() {
+  static FolderOptions o;
+  return o;
+}
+
+void check_options(const FolderOptions& opt) {
   if (opt.channels != 0 && opt.channels != 1 && opt.channels != 3)
     throw std::invalid_argument("--channels must be 1 (gray) or 3 (RGB), got " + std::to_string(opt.channels));
   if (opt.image_height < 0 || opt.image_width < 0 || (opt.image_height == 0) != (opt.image_width == 0))
@@ -96,20 +101,27 @@ void check_options(const DataOptions& opt) {
     if (!std::isfinite(m)) throw std::invalid_argument("--mean values must be finite");
 }
 
-FolderScan scan(const DataOptions& opt) {
-  if (!image_decoding_available())
-    throw std::runtime_error("--dataset " + opt.dataset + ": " + no_image_decoding_message());
-  check_options(opt);
-  FolderScan s;
-  s.dir = dir_of(opt.dataset);
-  if (s.dir.empty()) throw std::invalid_argument("--dataset folder:DIR: no folder given");
-  const fs::path root(s.dir);
+// The data set's root and whether it has the train/ + test/ layout.
+std::pair<fs::path, bool> layout(const std::string& dir) {
+  if (dir.empty()) throw std::invalid_argument("--dataset folder:DIR: no folder given");
+  const fs::path root(dir);
   std::error_code ec;
-  if (!fs::is_directory(root, ec)) throw std::runtime_error("folder data set '" + s.dir + "' is not a directory");
+  if (!fs::is_directory(root, ec)) throw std::runtime_error("folder data set '" + dir + "' is not a directory");
   const bool has_train = fs::is_directory(root / "train", ec), has_test = fs::is_directory(root / "test", ec);
   if (has_train != has_test)
-    throw std::runtime_error("folder data set '" + s.dir + "' has '" + (has_train ? "train" : "test") +
+    throw std::runtime_error("folder data set '" + dir + "' has '" + (has_train ? "train" : "test") +
                              "/' but no '" + (has_train ? "test" : "train") + "/'; " + kLayout);
+  return {root, has_train};
+}
+
+FolderScan scan(const std::string& dataset) {
+  if (!image_decoding_available())
+    throw std::runtime_error("--dataset " + dataset + ": " + no_image_decoding_message());
+  const FolderOptions& opt = folder_options();
+  check_options(opt);
+  FolderScan s;
+  s.dir = dir_of(dataset);
+  const auto [root, has_train] = layout(s.dir);
   std::mt19937_64 g(opt.split_seed * 0x9E3779B97F4A7C15ull + 0xF01D);
   if (has_train) {
     if (opt.val_fraction != 0)
@@ -184,7 +196,8 @@ double per_channel(const std::vector<double>& v, int64_t c, double dflt) {
 }
 
 // Decodes, converts channels, resizes and normalises samples[0, n) into [n, C, H, W] float32.
-TensorDataset decode(const std::vector<Sample>& samples, int64_t n, const FolderScan& s, const DataOptions& opt) {
+TensorDataset decode(const std::vector<Sample>& samples, int64_t n, const FolderScan& s, bool normalize) {
+  const FolderOptions& opt = folder_options();
   auto images = torch::empty({n, s.channels, s.height, s.width}, torch::kFloat32);
   auto labels = torch::empty({n}, torch::kInt64);
   for (int64_t i = 0; i < n; ++i) {
@@ -208,7 +221,7 @@ TensorDataset decode(const std::vector<Sample>& samples, int64_t n, const Folder
     images[i].copy_(x);
     labels[i] = samples[i].label;
   }
-  if (opt.normalize)
+  if (normalize)
     for (int64_t c = 0; c < s.channels; ++c)
       images.select(1, c).sub_(per_channel(opt.mean, c, 0.0)).div_(per_channel(opt.stddev, c, 1.0));
   return {images, labels};
@@ -218,11 +231,22 @@ int64_t limited(int64_t n, int64_t limit) { return limit > 0 ? std::min(n, limit
 
 }  // namespace
 
+void set_folder_options(const FolderOptions& opt) { options_storage() = opt; }
+const FolderOptions& folder_options() { return options_storage(); }
+
 bool is_folder_dataset(const std::string& dataset) { return dataset.rfind("folder:", 0) == 0; }
 
-DatasetInfo folder_dataset_info(const DataOptions& opt) {
-  const auto s = scan(opt);
-  DatasetInfo info{s.channels, s.height, s.width, static_cast<int64_t>(s.classes.size()), {0, 0, 0}, {1, 1, 1}, s.classes};
+std::vector<std::string> folder_class_names(const std::string& dataset) {
+  const auto [root, has_train] = layout(dir_of(dataset));
+  return class_folders(has_train ? root / "train" : root);
+}
+
+namespace detail {
+
+DatasetInfo folder_dataset_info(const std::string& dataset) {
+  const auto s = scan(dataset);
+  const FolderOptions& opt = folder_options();
+  DatasetInfo info{s.channels, s.height, s.width, static_cast<int64_t>(s.classes.size()), {0, 0, 0}, {1, 1, 1}};
   for (int64_t c = 0; c < s.channels; ++c) {
     info.mean[c] = per_channel(opt.mean, c, 0.0);
     info.stddev[c] = per_channel(opt.stddev, c, 1.0);
@@ -231,10 +255,12 @@ DatasetInfo folder_dataset_info(const DataOptions& opt) {
 }
 
 void load_folder_dataset(const DataOptions& opt, TensorDataset& full, TensorDataset& test) {
-  const auto s = scan(opt);
-  full = decode(s.train, limited(static_cast<int64_t>(s.train.size()), opt.train_limit), s, opt);
-  test = decode(s.test, limited(static_cast<int64_t>(s.test.size()), opt.test_limit), s, opt);
+  const auto s = scan(opt.dataset);
+  full = decode(s.train, limited(static_cast<int64_t>(s.train.size()), opt.train_limit), s, opt.normalize);
+  test = decode(s.test, limited(static_cast<int64_t>(s.test.size()), opt.test_limit), s, opt.normalize);
   if (full.size() == 0) throw std::runtime_error("folder data set '" + s.dir + "' has no training images");
 }
 
-}  // namespace autoqnn::detail
+}  // namespace detail
+
+}  // namespace autoqnn

@@ -14,7 +14,6 @@ struct ModelConfig {
   int64_t in_channels = 1;   // 1 (Fashion-MNIST) or 3 (CIFAR-10)
   int64_t image_size = 28;   // 28 or 32
   int64_t num_classes = 10;
-  std::vector<std::string> classes = {};  // class names when the data names them (folder:DIR), else empty
 };
 
 class Model : public torch::nn::Module {

@@ -24,16 +24,7 @@ LoadedModel load_model(const std::string& checkpoint, const std::string& model_n
                              "x" + std::to_string(m.config.image_size) + " inputs (" +
                              (m.dataset.empty() ? "?" : m.dataset) + "), the dataset gives " +
                              std::to_string(cfg.in_channels) + "x" + std::to_string(cfg.image_size) +
-                             " (pass the matching --dataset)" +
-                             (m.config.num_classes != cfg.num_classes
-                                  ? "; classes: checkpoint " + std::to_string(m.config.num_classes) + ", data " +
-                                        std::to_string(cfg.num_classes)
-                                  : std::string()));
-  if (!m.config.classes.empty() && !cfg.classes.empty() && m.config.classes != cfg.classes)
-    throw std::runtime_error("checkpoint '" + checkpoint + "' was trained on other classes than the data set's (" +
-                             std::to_string(m.config.classes.size()) + " named classes, first '" +
-                             m.config.classes.front() + "'; the data's first is '" + cfg.classes.front() + "')");
-  if (m.config.classes.empty()) out.meta.config.classes = cfg.classes;  // the data names them
+                             " (pass the matching --dataset)");
   const std::string script = read_checkpoint_torchscript(checkpoint);
   if (!script.empty())  // an imported model's checkpoint carries its module: no need for the original file
     out.model = TorchScriptModel::from_bytes(script, m.model, m.config);

@@ -111,7 +111,6 @@ Json policy_to(const Policy& p) {
   m["fingerprint"] = p.fingerprint;
   m["input"] = Json::array({p.config.in_channels, p.config.image_size, p.config.image_size});
   m["num_classes"] = p.config.num_classes;
-  if (!p.config.classes.empty()) m["classes"] = p.config.classes;  // named by the data (folder:DIR)
   j["model"] = std::move(m);
   Json layers = Json::object();
   for (size_t i = 0; i < p.layers.size(); ++i) {
@@ -206,7 +205,7 @@ Policy Policy::from_json(const json& j, const std::string& source) {
 
   const json& m = r.get(j, "", "model");
   r.object(m, "model");
-  r.only_keys(m, "model", {"name", "fingerprint", "input", "num_classes", "classes"});
+  r.only_keys(m, "model", {"name", "fingerprint", "input", "num_classes"});
   p.model = r.string(r.get(m, "model", "name"), "model.name");
   if (p.model.empty()) r.fail("model.name", "empty model name");
   p.fingerprint = r.string(r.get(m, "model", "fingerprint"), "model.fingerprint");
@@ -216,15 +215,6 @@ Policy Policy::from_json(const json& j, const std::string& source) {
   p.config.in_channels = input[0];
   p.config.image_size = input[1];
   p.config.num_classes = r.integer(r.get(m, "model", "num_classes"), "model.num_classes", 1);
-  if (m.contains("classes")) {
-    const json& cl = m.at("classes");
-    if (!cl.is_array()) r.fail("model.classes", "expected an array of class names, got " + json_type_name(cl));
-    for (size_t i = 0; i < cl.size(); ++i)
-      p.config.classes.push_back(r.string(cl[i], "model.classes[" + std::to_string(i) + "]"));
-    if (static_cast<int64_t>(p.config.classes.size()) != p.config.num_classes)
-      r.fail("model.classes", std::to_string(p.config.classes.size()) + " names for num_classes " +
-                                  std::to_string(p.config.num_classes));
-  }
 
   const json& layers = r.get(j, "", "layers");
   r.object(layers, "layers");

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "autoqnn/data_folder.h"
 #include "autoqnn/runtime.h"
 
 namespace autoqnn::cli {
@@ -14,6 +15,18 @@ std::vector<Verb>& verbs() {
 }
 
 namespace {
+// The image-folder flags as given (declared by add_common_options; one verb per process).
+struct FolderFlags {
+  std::string image_size, mean, stddev;
+  int64_t channels = 0;
+  double val_fraction = 0;
+  uint64_t split_seed = 0;
+};
+FolderFlags& folder_flags() {
+  static FolderFlags f;
+  return f;
+}
+
 // "1,2.5,3" -> numbers; a bad list is a usage error naming the flag.
 std::vector<double> number_list(const std::string& flag, const std::string& text) {
   std::vector<double> v;
@@ -34,49 +47,59 @@ std::vector<double> number_list(const std::string& flag, const std::string& text
   if (v.empty()) throw UsageError("--" + flag + " '" + text + "': expected a comma list of numbers");
   return v;
 }
+
+// Checks the image-folder flags and hands them to the folder reader (data_folder.h).
+void apply_folder_flags(const std::string& dataset) {
+  const FolderFlags& f = folder_flags();
+  // They mean nothing for the other data sets: refuse them rather than ignore them.
+  for (const auto& [flag, given] : {std::pair<const char*, bool>{"image-size", !f.image_size.empty()},
+                                    {"mean", !f.mean.empty()}, {"std", !f.stddev.empty()}, {"channels", f.channels != 0},
+                                    {"val-fraction", f.val_fraction != 0}, {"split-seed", f.split_seed != 0}})
+    if (given && !is_folder_dataset(dataset))
+      throw UsageError(std::string("--") + flag + " applies to --dataset folder:DIR only");
+  FolderOptions o;
+  if (!f.image_size.empty()) {
+    auto v = number_list("image-size", f.image_size);
+    if ((v.size() != 1 && v.size() != 2) || v[0] < 1 || v.back() < 1 || v[0] != std::floor(v[0]) ||
+        v.back() != std::floor(v.back()))
+      throw UsageError("--image-size '" + f.image_size + "': expected H or H,W (positive integers)");
+    o.image_height = static_cast<int64_t>(v[0]);
+    o.image_width = static_cast<int64_t>(v.back());
+  }
+  if (!f.mean.empty()) o.mean = number_list("mean", f.mean);
+  if (!f.stddev.empty()) o.stddev = number_list("std", f.stddev);
+  for (double x : o.stddev)
+    if (!(x > 0)) throw UsageError("--std '" + f.stddev + "': values must be positive");
+  if (f.channels != 0 && f.channels != 1 && f.channels != 3)
+    throw UsageError("--channels must be 1 (gray) or 3 (RGB), got " + std::to_string(f.channels));
+  o.channels = f.channels;
+  if (f.val_fraction != 0 && !(f.val_fraction > 0 && f.val_fraction < 1))
+    throw UsageError("--val-fraction must be inside (0, 1), got " + std::to_string(f.val_fraction));
+  o.val_fraction = f.val_fraction;
+  o.split_seed = f.split_seed;
+  set_folder_options(o);
+}
 }  // namespace
 
 DataOptions CommonOptions::data_options() const {
+  apply_folder_flags(dataset);
   DataOptions d;
   d.dataset = dataset;
   d.data_dir = data_dir;
   d.train_limit = train_limit;
   d.test_limit = test_limit;
   d.seed = seed;
-  // The image-folder flags mean nothing for the other data sets: refuse them rather than ignore them.
-  const bool folder = dataset.rfind("folder:", 0) == 0;
-  for (const auto& [flag, given] : {std::pair<const char*, bool>{"image-size", !image_size.empty()},
-                                    {"mean", !mean.empty()}, {"std", !stddev.empty()}, {"channels", channels != 0},
-                                    {"val-fraction", val_fraction != 0}, {"split-seed", split_seed != 0}})
-    if (given && !folder) throw UsageError(std::string("--") + flag + " applies to --dataset folder:DIR only");
-  if (!image_size.empty()) {
-    auto v = number_list("image-size", image_size);
-    if ((v.size() != 1 && v.size() != 2) || v[0] < 1 || v.back() < 1 || v[0] != std::floor(v[0]) ||
-        v.back() != std::floor(v.back()))
-      throw UsageError("--image-size '" + image_size + "': expected H or H,W (positive integers)");
-    d.image_height = static_cast<int64_t>(v[0]);
-    d.image_width = static_cast<int64_t>(v.back());
-  }
-  if (!mean.empty()) d.mean = number_list("mean", mean);
-  if (!stddev.empty()) d.stddev = number_list("std", stddev);
-  if (channels != 0 && channels != 1 && channels != 3)
-    throw UsageError("--channels must be 1 (gray) or 3 (RGB), got " + std::to_string(channels));
-  d.channels = channels;
-  if (val_fraction != 0 && !(val_fraction > 0 && val_fraction < 1))
-    throw UsageError("--val-fraction must be inside (0, 1), got " + std::to_string(val_fraction));
-  d.val_fraction = val_fraction;
-  d.split_seed = split_seed;
   return d;
 }
 
 ModelConfig CommonOptions::model_config() const {
-  auto info = dataset_info(data_options());
+  apply_folder_flags(dataset);
+  auto info = dataset_info(dataset);
   ModelConfig m;
   m.in_channels = info.channels;
   m.image_size = info.height;
   m.num_classes = info.num_classes;
-  m.classes = info.classes;
-  if (!info.classes.empty()) {  // named classes: the model must fit the data as it is
+  if (is_folder_dataset(dataset)) {  // named classes and decoded images: the model must fit the data as it is
     if (num_classes > 0 && num_classes != info.num_classes)
       throw UsageError("--num-classes " + std::to_string(num_classes) + ": data set '" + dataset + "' has " +
                        std::to_string(info.num_classes) + " classes");
@@ -118,12 +141,13 @@ void add_common_options(po::options_description& desc, CommonOptions& c, bool wi
   add("device", po::value(&c.device)->default_value(c.device), "cpu | cuda | cuda:N");
   add("input-shape", po::value(&c.input_shape), "C,H,W of one input image (imported models; default: the dataset's)");
   add("num-classes", po::value(&c.num_classes), "number of classes (imported models; default: the dataset's)");
-  add("image-size", po::value(&c.image_size), "folder:DIR: resize every image to H[,W] (bilinear)");
-  add("mean", po::value(&c.mean), "folder:DIR: per-channel mean on [0,1] to subtract, e.g. 0.5,0.5,0.5 (default 0)");
-  add("std", po::value(&c.stddev), "folder:DIR: per-channel std on [0,1] to divide by (default 1)");
-  add("channels", po::value(&c.channels), "folder:DIR: 1 (gray) | 3 (RGB) (default: the images' own)");
-  add("val-fraction", po::value(&c.val_fraction), "folder:DIR without train/ test/: test share per class (default 0.2)");
-  add("split-seed", po::value(&c.split_seed), "folder:DIR: seed of the train/test split and file order (default 0)");
+  FolderFlags& f = folder_flags();
+  add("image-size", po::value(&f.image_size), "folder:DIR: resize every image to H[,W] (bilinear)");
+  add("mean", po::value(&f.mean), "folder:DIR: per-channel mean on [0,1] to subtract, e.g. 0.5,0.5,0.5 (default 0)");
+  add("std", po::value(&f.stddev), "folder:DIR: per-channel std on [0,1] to divide by (default 1)");
+  add("channels", po::value(&f.channels), "folder:DIR: 1 (gray) | 3 (RGB) (default: the images' own)");
+  add("val-fraction", po::value(&f.val_fraction), "folder:DIR without train/ test/: test share per class (default 0.2)");
+  add("split-seed", po::value(&f.split_seed), "folder:DIR: seed of the train/test split and file order (default 0)");
 }
 
 torch::Device setup_runtime(const CommonOptions& c) {

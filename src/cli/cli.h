@@ -41,11 +41,6 @@ struct CommonOptions {
   std::string device = "cpu";
   std::string input_shape;  // "C,H,W" (imported models; default: the dataset's)
   int64_t num_classes = 0;  // imported models (0: the dataset's)
-  // Image folders (--dataset folder:DIR): "" / 0 = not given.
-  std::string image_size, mean, stddev;  // "H[,W]", comma lists
-  int64_t channels = 0;
-  double val_fraction = 0;
-  uint64_t split_seed = 0;
   DataOptions data_options() const;
   ModelConfig model_config() const;  // from the dataset's image shape, or --input-shape / --num-classes
 };
