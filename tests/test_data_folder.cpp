@@ -300,7 +300,7 @@ TEST(DataFolder, CliTrainsOnAFolderAndRecordsClassNames) {
       put_png(data + "/" + (c == 0 ? "left" : "right"), "s" + std::to_string(k) + ".png", img);
     }
   const std::string flags = "--model lenet5 --dataset folder:" + data + " --mean 0.5 --std 0.25 --seed 1 --threads 2 ";
-  auto tr = autoqnn_test::run_cli("train " + flags + "--epochs 4 --lr 0.05 --batch-size 16 --out " + dir + "/fp.pt");
+  auto tr = autoqnn_test::run_cli("train " + flags + "--epochs 8 --lr 0.05 --batch-size 16 --out " + dir + "/fp.pt");
   ASSERT_EQ(tr.rc, 0) << tr.out;
   EXPECT_EQ(read_checkpoint_classes(dir + "/fp.pt"), (std::vector<std::string>{"left", "right"}));
   EXPECT_EQ(read_checkpoint_meta(dir + "/fp.pt").config.image_size, 16);
@@ -312,7 +312,7 @@ TEST(DataFolder, CliTrainsOnAFolderAndRecordsClassNames) {
   EXPECT_EQ(j.at("classes"), nlohmann::json({"left", "right"}));
 
   // A short search: the policy's provenance records the data set and its classes.
-  auto se = autoqnn_test::run_cli("search " + flags + "--checkpoint " + dir + "/fp.pt --space lowbit --avg-bits 4 " +
+  auto se = autoqnn_test::run_cli("search " + flags + "--checkpoint " + dir + "/fp.pt --avg-bits 4 " +
                                   "--epochs 1 --warmup 0 --batch-size 16 --out " + dir + "/p.json");
   ASSERT_EQ(se.rc, 0) << se.out;
   std::ifstream pf(dir + "/p.json");
