@@ -103,11 +103,6 @@ ModelConfig CommonOptions::model_config() const {
     if (num_classes > 0 && num_classes != info.num_classes)
       throw UsageError("--num-classes " + std::to_string(num_classes) + ": data set '" + dataset + "' has " +
                        std::to_string(info.num_classes) + " classes");
-    const std::string shape = std::to_string(info.channels) + "," + std::to_string(info.height) + "," +
-                              std::to_string(info.width);
-    if (!input_shape.empty() && input_shape != shape)
-      throw UsageError("--input-shape " + input_shape + " does not fit data set '" + dataset + "', whose images are " +
-                       shape + " (use --image-size / --channels to bring them to the model's input)");
   }
   if (!input_shape.empty()) {
     std::vector<int64_t> v;
@@ -122,6 +117,10 @@ ModelConfig CommonOptions::model_config() const {
       throw UsageError("--input-shape '" + input_shape + "': expected C,H,W with H == W (square images), e.g. 3,32,32");
     m.in_channels = v[0];
     m.image_size = v[1];
+    if (is_folder_dataset(dataset) && (m.in_channels != info.channels || m.image_size != info.height))
+      throw UsageError("--input-shape " + input_shape + " does not fit data set '" + dataset + "', whose images are " +
+                       std::to_string(info.channels) + "," + std::to_string(info.height) + "," +
+                       std::to_string(info.width) + " (use --image-size / --channels to bring them to the model's input)");
   }
   if (num_classes < 0) throw UsageError("--num-classes must be positive");
   if (num_classes > 0) m.num_classes = num_classes;
