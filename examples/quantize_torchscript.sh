@@ -1,6 +1,7 @@
 #!/bin/sh
 # The whole journey for a user's own TorchScript model (docs/models.md): train it a little in FP32, search a
-# 4-bit mixed-precision policy, convert, finetune, export back to TorchScript and run it in plain Python.
+# 4-bit mixed-precision policy (space lowbit: the first and last layer may go below 8 bits too), convert,
+# finetune, export back to TorchScript and run it in plain Python.
 # Usage: examples/quantize_torchscript.sh [AUTOQNN] [DATASET]   (defaults: build/autoqnn, fashion-mnist)
 set -eu
 AUTOQNN=${1:-build/autoqnn}
@@ -10,7 +11,7 @@ W=$(mktemp -d)
 COMMON="--model $W/mynet.pt --dataset $DATA --seed 1"
 "$AUTOQNN" layers $COMMON
 "$AUTOQNN" train $COMMON --epochs 2 --lr 0.05 --out "$W/fp.pt"
-"$AUTOQNN" search $COMMON --checkpoint "$W/fp.pt" --method qss --avg-bits 4 --epochs 2 --warmup 1 --out "$W/p.json"
+"$AUTOQNN" search $COMMON --checkpoint "$W/fp.pt" --method qss --space lowbit --avg-bits 4 --epochs 2 --warmup 1 --out "$W/p.json"
 "$AUTOQNN" convert $COMMON --checkpoint "$W/fp.pt" --policy "$W/p.json" --out "$W/q.pt"
 "$AUTOQNN" finetune $COMMON --checkpoint "$W/q.pt" --epochs 2 --out "$W/ft.pt"
 "$AUTOQNN" eval $COMMON --checkpoint "$W/ft.pt"

@@ -6,7 +6,8 @@ PKGS=(build-essential cmake libtorch-dev nlohmann-json3-dev libboost-program-opt
       libgtest-dev zlib1g-dev libbenchmark-dev dataset-fashion-mnist
       libglpk-dev                                       # the exact allocator of --method ilp
       libgloo-dev                                       # Gloo headers for c10d's ProcessGroupGloo
-      libonnx-dev libprotobuf-dev protobuf-compiler)    # export --format onnx
+      libonnx-dev libprotobuf-dev protobuf-compiler     # export --format onnx
+      libpng-dev libjpeg-dev)                           # --dataset folder:DIR (PNG / JPEG)
 PKGS+=("$@")   # callers may add optional packages (e.g. gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do

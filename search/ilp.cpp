@@ -11,6 +11,7 @@
 
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/data.h"
+#include "autoqnn/data_folder.h"
 #include "autoqnn/data_files.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
@@ -267,6 +268,7 @@ SearchResult run_ilp(const SearchOptions& opt) {
                  {"quality", choice_quality(problem, d.choice)},
                  {"analysis_s", analysis_s},
                  {"solve_s", solve_s}};
+    if (is_folder_dataset(opt.data.dataset)) prov["classes"] = folder_class_names(opt.data.dataset);
     save_searched_policy(out, policy, prov);
     csv << (front[i].tag.empty() ? budgets[i].describe(N) : front[i].tag) << "," << d.cost.weight_bytes << ","
         << fmtd("%.4f", avg_bits(d.cost.weight_bytes, N)) << "," << d.cost.act_bytes << "," << fmtd("%.6g", d.cost.bops)

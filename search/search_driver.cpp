@@ -7,6 +7,8 @@
 #include <stdexcept>
 
 #include "autoqnn/checkpoint.h"
+#include "autoqnn/checkpoint_classes.h"
+#include "autoqnn/data_folder.h"
 #include "autoqnn/distributed.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/switchable_bn.h"
@@ -205,6 +207,14 @@ CheckpointMeta checked_start(const SearchOptions& opt) {
                                 "x" + std::to_string(ck.config.image_size) + " images / " +
                                 std::to_string(ck.config.num_classes) + " classes, dataset '" + opt.data.dataset +
                                 "' differs (--dataset)");
+  if (is_folder_dataset(opt.data.dataset)) {  // a checkpoint of a folder data set must know the same classes
+    const auto had = read_checkpoint_classes(opt.checkpoint), have = folder_class_names(opt.data.dataset);
+    if (!had.empty() && had != have)
+      throw std::invalid_argument("checkpoint " + opt.checkpoint + " was trained on other classes (" +
+                                  std::to_string(had.size()) + ", first '" + had.front() + "') than dataset '" +
+                                  opt.data.dataset + "' has (" + std::to_string(have.size()) + ", first '" +
+                                  have.front() + "')");
+  }
   if (!ck.dataset.empty() && ck.dataset != opt.data.dataset)
     log_warn("search: checkpoint trained on '" + ck.dataset + "', searching on '" + opt.data.dataset + "'");
   return ck;
@@ -514,6 +524,7 @@ SearchResult run_search(const SearchOptions& opt) {
                                  {"penalty", opt.penalty.to_json()}}},
                   {"val_top1_argmax", last_val},
                   {"state", state_path}};
+  if (is_folder_dataset(opt.data.dataset)) f.provenance["classes"] = folder_class_names(opt.data.dataset);
   SearchResult r = finish_search(*strat, f);
   r.val_top1 = last_val;
   r.epochs_done = total_epochs;

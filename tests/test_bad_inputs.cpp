@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "autoqnn/image_io.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/model.h"
 #include "autoqnn/policy.h"
@@ -26,7 +27,7 @@ const std::string kCorpus = std::string(AUTOQNN_SOURCE_DIR) + "/tests/bad_inputs
 struct Case {
   std::string name, setup, run;
   int rc = 1;
-  std::vector<std::string> expect, unchanged, absent;
+  std::vector<std::string> expect, unchanged, absent, needs;
 };
 // gtest prints a parameter in the test's listing (and so in ctest's names): the case's name, not its bytes.
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -58,6 +59,7 @@ std::vector<Case> load_cases() {
     else if (key == "expect") c.expect.push_back(value);
     else if (key == "unchanged") c.unchanged = words(value);
     else if (key == "absent") c.absent = words(value);
+    else if (key == "needs") c.needs = words(value);
   }
   return cases;
 }
@@ -103,6 +105,8 @@ class BadInput : public ::testing::TestWithParam<Case> {};
 
 TEST_P(BadInput, FailsCleanly) {
   const Case& c = GetParam();
+  for (const auto& n : c.needs)
+    if (n == "images" && !image_decoding_available()) GTEST_SKIP() << no_image_decoding_message();
   const std::string dir = std::string(AUTOQNN_TEST_TMP) + "/bad_input_" + c.name + "_" + std::to_string(::getpid());
   autoqnn_test::remove_tree(dir);
   fs::create_directories(dir);

@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "autoqnn/checkpoint_classes.h"
+#include "autoqnn/data_folder.h"
 #include "autoqnn/json_io.h"
 #include "autoqnn/output_files.h"
 #include "autoqnn/runtime.h"
@@ -104,6 +106,13 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model, const Ch
     ar.write(b.key(), t, true);
   }
   nlohmann::json mj = meta.to_json();
+  if (is_folder_dataset(meta.dataset)) {  // the labels' names, for eval and for the user (checkpoint_classes.h)
+    try {
+      mj["config"]["classes"] = folder_class_names(meta.dataset);
+    } catch (const std::exception& e) {
+      log_warn("checkpoint '" + path + "': class names not recorded (" + e.what() + ")");
+    }
+  }
   mj[kChecksumKey] = {{"algorithm", "crc32"}, {"tensors", crcs}};
   ar.write(kMetaKey, c10::IValue(mj.dump()));
   if (auto* ts = dynamic_cast<TorchScriptModel*>(&model)) {
@@ -222,6 +231,23 @@ bool load_checkpoint_optimizer(const std::string& path, torch::optim::Optimizer&
   if (!ar.try_read("__optimizer__", opt)) return false;
   optimizer.load(opt);
   return true;
+}
+
+std::vector<std::string> read_checkpoint_classes(const std::string& path) {
+  if (is_torchscript_file(path)) return {};
+  auto ar = open_archive(path);
+  c10::IValue v;
+  if (!ar.try_read(kMetaKey, v) || !v.isString()) return {};
+  const auto j = parse_meta(v.toStringRef(), path);
+  std::vector<std::string> names;
+  if (!j.contains("config") || !j["config"].is_object() || !j["config"].contains("classes")) return names;
+  const auto& c = j["config"]["classes"];
+  if (!c.is_array()) throw std::runtime_error("checkpoint '" + path + "': bad metadata (config.classes is not a list)");
+  for (const auto& n : c) {
+    if (!n.is_string()) throw std::runtime_error("checkpoint '" + path + "': bad metadata (a class name is not a string)");
+    names.push_back(n.get<std::string>());
+  }
+  return names;
 }
 
 }  // namespace autoqnn

@@ -3,6 +3,7 @@
 // Randomness (synthetic set, shuffling, augmentation) uses std::mt19937_64 with our own bounded /
 // normal draws, so it is identical across LibTorch versions and C++ standard libraries.
 #include "autoqnn/data.h"
+#include "autoqnn/data_folder.h"
 #include "autoqnn/data_tensors.h"
 
 #include "autoqnn/distributed.h"
@@ -37,7 +38,7 @@ TensorDataset TensorDataset::head(int64_t n) const {
 // ------------------------------------------------------------------ dataset facts
 namespace {
 
-const char* kValidDatasets = "fashion-mnist, cifar10, synthetic";
+const char* kValidDatasets = "fashion-mnist, cifar10, synthetic, tensors:FILE.safetensors, folder:DIR";
 const char* kFashionFix = "install the Debian package dataset-fashion-mnist or pass --data-dir DIR";
 const char* kCifarFix =
     "download cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it and "
@@ -59,6 +60,7 @@ std::string canonical_name(const std::string& dataset) {
 
 DatasetInfo dataset_info(const std::string& dataset) {
   if (detail::is_tensors_dataset(dataset)) return detail::tensors_dataset_info(dataset);
+  if (is_folder_dataset(dataset)) return detail::folder_dataset_info(dataset);
   const std::string d = canonical_name(dataset);
   // mean / stddev of the training images on the [0, 1] pixel scale (see docs/data.md).
   if (d == "fashion-mnist") return {1, 28, 28, 10, {0.2860, 0.0, 0.0}, {0.3530, 1.0, 1.0}};
@@ -67,7 +69,7 @@ DatasetInfo dataset_info(const std::string& dataset) {
 }
 
 std::string default_data_dir(const std::string& dataset) {
-  if (detail::is_tensors_dataset(dataset)) return "";
+  if (detail::is_tensors_dataset(dataset) || is_folder_dataset(dataset)) return "";
   const std::string d = canonical_name(dataset);
   if (d == "fashion-mnist") return "/usr/share/datasets/fashion-mnist";
   if (d == "cifar10") return "/usr/share/datasets/cifar-10-batches-bin";
@@ -374,9 +376,13 @@ int64_t val_count(const std::string& dataset, int64_t n) {
 }  // namespace
 
 Splits load_splits(const DataOptions& opt) {
-  if (detail::is_tensors_dataset(opt.dataset)) {  // the user's tensors; val = the last 1/6 of the training set
+  const bool folder = is_folder_dataset(opt.dataset);
+  if (folder || detail::is_tensors_dataset(opt.dataset)) {  // the user's data; val = the last 1/6 of the training set
     Splits s;
-    detail::load_tensors_dataset(opt, s.full_train, s.test);
+    if (folder)
+      detail::load_folder_dataset(opt, s.full_train, s.test);
+    else
+      detail::load_tensors_dataset(opt, s.full_train, s.test);
     const int64_t n = s.full_train.size(), nval = n / 6;
     s.train = s.full_train.slice(0, n - nval);
     s.val = s.full_train.slice(n - nval, n);

@@ -1,8 +1,10 @@
 #include "cli.h"
 
+#include <cmath>
 #include <iostream>
 #include <sstream>
 
+#include "autoqnn/data_folder.h"
 #include "autoqnn/runtime.h"
 
 namespace autoqnn::cli {
@@ -12,7 +14,75 @@ std::vector<Verb>& verbs() {
   return v;
 }
 
+namespace {
+// The image-folder flags as given (declared by add_common_options; one verb per process).
+struct FolderFlags {
+  std::string image_size, mean, stddev;
+  int64_t channels = 0;
+  double val_fraction = 0;
+  uint64_t split_seed = 0;
+};
+FolderFlags& folder_flags() {
+  static FolderFlags f;
+  return f;
+}
+
+// "1,2.5,3" -> numbers; a bad list is a usage error naming the flag.
+std::vector<double> number_list(const std::string& flag, const std::string& text) {
+  std::vector<double> v;
+  std::stringstream ss(text);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(tok, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != tok.size() || !std::isfinite(x))
+      throw UsageError("--" + flag + " '" + text + "': expected a comma list of numbers");
+    v.push_back(x);
+  }
+  if (v.empty()) throw UsageError("--" + flag + " '" + text + "': expected a comma list of numbers");
+  return v;
+}
+
+// Checks the image-folder flags and hands them to the folder reader (data_folder.h).
+void apply_folder_flags(const std::string& dataset) {
+  const FolderFlags& f = folder_flags();
+  // They mean nothing for the other data sets: refuse them rather than ignore them.
+  for (const auto& [flag, given] : {std::pair<const char*, bool>{"image-size", !f.image_size.empty()},
+                                    {"mean", !f.mean.empty()}, {"std", !f.stddev.empty()}, {"channels", f.channels != 0},
+                                    {"val-fraction", f.val_fraction != 0}, {"split-seed", f.split_seed != 0}})
+    if (given && !is_folder_dataset(dataset))
+      throw UsageError(std::string("--") + flag + " applies to --dataset folder:DIR only");
+  FolderOptions o;
+  if (!f.image_size.empty()) {
+    auto v = number_list("image-size", f.image_size);
+    if ((v.size() != 1 && v.size() != 2) || v[0] < 1 || v.back() < 1 || v[0] != std::floor(v[0]) ||
+        v.back() != std::floor(v.back()))
+      throw UsageError("--image-size '" + f.image_size + "': expected H or H,W (positive integers)");
+    o.image_height = static_cast<int64_t>(v[0]);
+    o.image_width = static_cast<int64_t>(v.back());
+  }
+  if (!f.mean.empty()) o.mean = number_list("mean", f.mean);
+  if (!f.stddev.empty()) o.stddev = number_list("std", f.stddev);
+  for (double x : o.stddev)
+    if (!(x > 0)) throw UsageError("--std '" + f.stddev + "': values must be positive");
+  if (f.channels != 0 && f.channels != 1 && f.channels != 3)
+    throw UsageError("--channels must be 1 (gray) or 3 (RGB), got " + std::to_string(f.channels));
+  o.channels = f.channels;
+  if (f.val_fraction != 0 && !(f.val_fraction > 0 && f.val_fraction < 1))
+    throw UsageError("--val-fraction must be inside (0, 1), got " + std::to_string(f.val_fraction));
+  o.val_fraction = f.val_fraction;
+  o.split_seed = f.split_seed;
+  set_folder_options(o);
+}
+}  // namespace
+
 DataOptions CommonOptions::data_options() const {
+  apply_folder_flags(dataset);
   DataOptions d;
   d.dataset = dataset;
   d.data_dir = data_dir;
@@ -23,11 +93,17 @@ DataOptions CommonOptions::data_options() const {
 }
 
 ModelConfig CommonOptions::model_config() const {
+  apply_folder_flags(dataset);
   auto info = dataset_info(dataset);
   ModelConfig m;
   m.in_channels = info.channels;
   m.image_size = info.height;
   m.num_classes = info.num_classes;
+  if (is_folder_dataset(dataset)) {  // named classes and decoded images: the model must fit the data as it is
+    if (num_classes > 0 && num_classes != info.num_classes)
+      throw UsageError("--num-classes " + std::to_string(num_classes) + ": data set '" + dataset + "' has " +
+                       std::to_string(info.num_classes) + " classes");
+  }
   if (!input_shape.empty()) {
     std::vector<int64_t> v;
     std::stringstream ss(input_shape);
@@ -41,6 +117,10 @@ ModelConfig CommonOptions::model_config() const {
       throw UsageError("--input-shape '" + input_shape + "': expected C,H,W with H == W (square images), e.g. 3,32,32");
     m.in_channels = v[0];
     m.image_size = v[1];
+    if (is_folder_dataset(dataset) && (m.in_channels != info.channels || m.image_size != info.height))
+      throw UsageError("--input-shape " + input_shape + " does not fit data set '" + dataset + "', whose images are " +
+                       std::to_string(info.channels) + "," + std::to_string(info.height) + "," +
+                       std::to_string(info.width) + " (use --image-size / --channels to bring them to the model's input)");
   }
   if (num_classes < 0) throw UsageError("--num-classes must be positive");
   if (num_classes > 0) m.num_classes = num_classes;
@@ -50,7 +130,7 @@ ModelConfig CommonOptions::model_config() const {
 void add_common_options(po::options_description& desc, CommonOptions& c, bool with_model) {
   auto add = desc.add_options();
   if (with_model) add("model", po::value(&c.model)->default_value(c.model), "model name (see `autoqnn models`)");
-  add("dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | synthetic");
+  add("dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | synthetic | tensors:FILE.safetensors | folder:DIR");
   add("data-dir", po::value(&c.data_dir), "dataset directory (default: the dataset's standard location)");
   add("train-limit", po::value(&c.train_limit)->default_value(0), "use only the first N training images (0 = all)");
   add("test-limit", po::value(&c.test_limit)->default_value(0), "use only the first N test images (0 = all)");
@@ -60,6 +140,13 @@ void add_common_options(po::options_description& desc, CommonOptions& c, bool wi
   add("device", po::value(&c.device)->default_value(c.device), "cpu | cuda | cuda:N");
   add("input-shape", po::value(&c.input_shape), "C,H,W of one input image (imported models; default: the dataset's)");
   add("num-classes", po::value(&c.num_classes), "number of classes (imported models; default: the dataset's)");
+  FolderFlags& f = folder_flags();
+  add("image-size", po::value(&f.image_size), "folder:DIR: resize every image to H[,W] (bilinear)");
+  add("mean", po::value(&f.mean), "folder:DIR: per-channel mean on [0,1] to subtract, e.g. 0.5,0.5,0.5 (default 0)");
+  add("std", po::value(&f.stddev), "folder:DIR: per-channel std on [0,1] to divide by (default 1)");
+  add("channels", po::value(&f.channels), "folder:DIR: 1 (gray) | 3 (RGB) (default: the images' own)");
+  add("val-fraction", po::value(&f.val_fraction), "folder:DIR without train/ test/: test share per class (default 0.2)");
+  add("split-seed", po::value(&f.split_seed), "folder:DIR: seed of the train/test split and file order (default 0)");
 }
 
 torch::Device setup_runtime(const CommonOptions& c) {

@@ -1,7 +1,9 @@
 // autoqnn eval: top-1 / loss of a checkpoint on the test set, FP32 or quantized (--policy).
 #include <iostream>
 
+#include "autoqnn/checkpoint_classes.h"
 #include "autoqnn/convert.h"
+#include "autoqnn/data_folder.h"
 #include "autoqnn/model_io.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
@@ -65,6 +67,16 @@ static int run_eval(const std::vector<std::string>& args) {
   auto r = evaluate(*loaded.model, splits.test, c.batch_size, device);
   nlohmann::json j = {{"top1", r.top1}, {"loss", r.loss}, {"n", r.n}, {"model", loaded.meta.model},
                       {"checkpoint", ckpt}};
+  // The class names: the checkpoint's record, else the folder's (a TorchScript file has none recorded).
+  std::vector<std::string> classes = read_checkpoint_classes(ckpt);
+  if (is_folder_dataset(c.dataset)) {
+    const auto have = folder_class_names(c.dataset);
+    if (!classes.empty() && classes != have)
+      throw std::runtime_error("checkpoint '" + ckpt + "' was trained on other classes than data set '" + c.dataset +
+                               "' has (first '" + classes.front() + "' vs '" + have.front() + "')");
+    classes = have;
+  }
+  if (!classes.empty()) j["classes"] = classes;
   if (!loaded.switch_bits.empty()) {
     j["adabits"] = loaded.switch_bits;
     if (loaded.active_bits) j["bits"] = loaded.active_bits;
@@ -88,6 +100,12 @@ static int run_eval(const std::vector<std::string>& args) {
       std::cout << "  weights " << loaded.policy.totals.weight_bytes << " B, " << loaded.policy.totals.avg_weight_bits
                 << " bits avg";
     std::cout << std::endl;
+    if (!classes.empty()) {
+      std::cout << "classes";
+      for (size_t i = 0; i < classes.size(); ++i)
+        std::cout << (i ? ", " : " ") << i << " " << classes[i];
+      std::cout << std::endl;
+    }
   }
   return 0;
 }

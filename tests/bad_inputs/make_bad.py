@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Writes one bad input of the corpus (tests/bad_inputs/cases.txt): make_bad.py KIND OUT [IN]."""
 import json
+import os
 import struct
 import sys
 import zipfile
+import zlib
 
 
 def policy(path):
@@ -13,6 +15,41 @@ def policy(path):
 
 def first_layer(p):
     return min(p["layers"], key=lambda k: p["layers"][k]["index"])
+
+
+def png_bytes(w, h, value):
+    """An 8-bit gray PNG of w x h pixels, every pixel `value` (the standard library only)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + bytes([value]) * w for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def image_folder(out, variant):
+    """A one-tree folder data set OUT/<cat|dog>/*.png of 28 x 28 gray images, spoiled by `variant`."""
+    for c in ("cat", "dog"):
+        os.makedirs(os.path.join(out, c), exist_ok=True)
+        for k in range(4):
+            with open(os.path.join(out, c, "%d.png" % k), "wb") as f:
+                f.write(png_bytes(28, 28, 40 * k + (100 if c == "dog" else 0)))
+    bad = os.path.join(out, "dog", "bad.png")
+    if variant == "corrupt":  # the PNG signature, then garbage
+        open(bad, "wb").write(b"\x89PNG\r\n\x1a\n" + b"x" * 64)
+    elif variant == "notimage":  # a text file named .png
+        open(bad, "w").write("this is not an image\n")
+    elif variant == "truncated":  # a noisy PNG cut in half: the header reads, the pixels do not
+        data = png_bytes(28, 28, 0)
+        noisy = b"".join(b"\x00" + bytes((x * 37 + y * 101) % 251 for x in range(28)) for y in range(28))
+        data = data[:33] + struct.pack(">I", len(zlib.compress(noisy, 0))) + b"IDAT" + zlib.compress(noisy, 0)
+        open(bad, "wb").write(data[:len(data) // 2])
+    elif variant == "mixed":  # one image of another size
+        open(bad, "wb").write(png_bytes(30, 30, 7))
+    elif variant == "empty_class":  # a class folder without images
+        os.makedirs(os.path.join(out, "emu"), exist_ok=True)
+        open(os.path.join(out, "emu", "README.txt"), "w").write("no images\n")
+    elif variant != "good":
+        sys.exit("unknown image_folder variant " + variant)
 
 
 def main():
@@ -57,6 +94,9 @@ def main():
         else:
             layer["weight"] = "fixed:4:r=nan"
         text = json.dumps(p, indent=2)
+    elif kind == "image_folder":  # make_bad.py image_folder DIR VARIANT
+        image_folder(out, src)
+        return
     elif kind == "flip":  # one byte of the first tensor record of a checkpoint inverted
         data = bytearray(open(src, "rb").read())
         z = zipfile.ZipFile(src)
