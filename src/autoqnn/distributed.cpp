@@ -28,6 +28,9 @@
 #define AUTOQNN_HAVE_NCCL 1
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+// Work and ReduceOp by themselves: a build with neither backend (no Gloo headers, no NCCL) still compiles.
+#include <torch/csrc/distributed/c10d/Types.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -69,6 +72,7 @@ struct Context {
   c10::intrusive_ptr<c10d::Store> store;
   std::unique_ptr<Comm> comm;
   int64_t settings_calls = 0;
+  torch::Device device{torch::kCPU};  // this rank's device: where NCCL's tensors must live
 };
 
 Context& ctx() {
@@ -156,6 +160,7 @@ void init(const DistOptions& in, torch::Device device) {
   shutdown();
   auto& c = ctx();
   c.timeout_s = o.timeout_s;
+  c.device = device.is_cuda() && !device.has_index() ? torch::Device(torch::kCUDA, 0) : device;
   // Single process: no store, no group, no overhead -- unless a backend was named (--dist-backend gloo|nccl):
   // then the group is made anyway, so one process checks that the backend works (NCCL on a one-GPU machine,
   // where two ranks on one device are refused by NCCL).
@@ -258,22 +263,42 @@ bool built_with(const std::string& backend) {
   return false;
 }
 
+namespace {
+// NCCL reduces CUDA tensors only ("Tensors must be CUDA and dense", seen on the H200): the CPU tensors the
+// collectives also carry (statistics, counters, hashes, settings) travel through the rank's GPU and are
+// copied back after the wait. Gloo takes both.
+struct Staging {
+  std::vector<std::pair<torch::Tensor, at::Tensor>> back;  // (caller's tensor, the one sent)
+  at::Tensor send(const torch::Tensor& t) {
+    if (ctx().backend != "nccl" || t.is_cuda() || !ctx().device.is_cuda()) return t;
+    at::Tensor s = t.to(ctx().device).contiguous();
+    back.emplace_back(t, s);
+    return s;
+  }
+  void finish() {
+    for (auto& [orig, s] : back) orig.copy_(s.to(orig.device()));
+  }
+};
+}  // namespace
+
 void all_reduce(std::vector<torch::Tensor>& tensors, Reduce op) {
   if (!active()) return;
   const c10d::ReduceOp rop = op == Reduce::Max ? c10d::ReduceOp::MAX
                              : op == Reduce::Min ? c10d::ReduceOp::MIN
                                                  : c10d::ReduceOp::SUM;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  Staging staging;
   try {
     for (auto& t : tensors) {
       if (!t.is_contiguous()) throw std::invalid_argument("all_reduce needs contiguous tensors");
-      std::vector<at::Tensor> one{t};
+      std::vector<at::Tensor> one{staging.send(t)};
       works.push_back(ctx().comm->allreduce(one, rop));
     }
   } catch (const std::exception& e) {
     fail("all-reduce", e);
   }
   wait_all(works, "all-reduce");
+  staging.finish();
 }
 
 void all_reduce_sum(std::vector<torch::Tensor>& tensors) { all_reduce(tensors, Reduce::Sum); }
@@ -299,15 +324,17 @@ void all_reduce_sum(torch::Tensor& t) {
 void broadcast(std::vector<torch::Tensor>& tensors, int root) {
   if (!active()) return;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  Staging staging;
   try {
     for (auto& t : tensors) {
-      std::vector<at::Tensor> one{t};
+      std::vector<at::Tensor> one{staging.send(t)};
       works.push_back(ctx().comm->broadcast(one, root));
     }
   } catch (const std::exception& e) {
     fail("broadcast", e);
   }
   wait_all(works, "broadcast");
+  staging.finish();
 }
 
 void barrier() {
