@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "autoqnn/archive_check.h"
 #include "autoqnn/runtime.h"
 
 namespace autoqnn {
@@ -174,6 +175,9 @@ void TorchScriptModel::build(const std::string& bytes) {
   bytes_ = bytes;
   // The measured path (docs/models.md): the plain interpreter runs the rewritten graph as written.
   torch::jit::setGraphExecutorOptimize(false);
+  ArchiveCheckOptions check;  // LibTorch's importer crashes on some damaged archives
+  check.kind = "TorchScript model";
+  check_torch_archive_bytes(bytes_, label, check);
   try {
     std::istringstream in(bytes_);
     module_ = torch::jit::load(in);
