@@ -1,8 +1,10 @@
 #include "autoqnn/archive_check.h"
 
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -44,8 +46,12 @@ class MemorySource : public Source {
 
 class FileSource : public Source {
  public:
-  explicit FileSource(const std::string& path) : f_(std::fopen(path.c_str(), "rb")) {
-    if (!f_) throw Problem("cannot be opened");
+  explicit FileSource(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) throw Problem("cannot be opened (" + std::string(std::strerror(errno)) + ")");
+    if (S_ISDIR(st.st_mode)) throw Problem("it is a directory, not a file");
+    f_ = std::fopen(path.c_str(), "rb");
+    if (!f_) throw Problem("cannot be opened (" + std::string(std::strerror(errno)) + ")");
     if (fseeko(f_, 0, SEEK_END) != 0) throw Problem("cannot be read (seek failed)");
     size_ = static_cast<uint64_t>(ftello(f_));
   }
@@ -59,7 +65,7 @@ class FileSource : public Source {
   }
 
  private:
-  std::FILE* f_;
+  std::FILE* f_ = nullptr;
   uint64_t size_ = 0;
 };
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -94,7 +95,7 @@ void ScriptQuantLayer::pretty_print(std::ostream& s) const {
 
 // ------------------------------------------------------------------ file sniffing
 bool is_torchscript_file(const std::string& name) {
-  if (name.size() < 3 || !file_exists(name)) return false;
+  if (name.size() < 3 || !file_exists(name) || std::filesystem::is_directory(name)) return false;
   // A TorchScript archive is a zip (stored, uncompressed) with "<archive>/code/" and "<archive>/data.pkl".
   // autoqnn checkpoints are such archives too; their pickled attributes name our metadata key.
   std::ifstream f(name, std::ios::binary);
