@@ -163,9 +163,9 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
 
 std::string read_checkpoint_torchscript(const std::string& path) {
   auto a = open_archive(path);
-  a.refuse_bad_storage(path);
   torch::Tensor t;
-  if (!a.ar.try_read(kScriptKey, t, /*is_buffer=*/true)) return {};
+  if (!a.ar.try_read(kScriptKey, t, /*is_buffer=*/true)) return {};  // the weights' loader names a damaged tensor
+  a.refuse_bad_storage(path);  // which record holds the script is not known: any damage refuses it
   t = t.contiguous();
   return std::string(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()));
 }
