@@ -118,6 +118,19 @@ TEST(ArchiveCheck, SoundArchivesPassStoredAndDeflated) {
   ents[0].deflate = true;
   ents.push_back({"m/.data/version", "3\n", true});
   EXPECT_EQ(check_torch_archive_bytes(make_zip(ents), "z.pt").names.size(), 4u);
+  // a deflated record larger than the 1 MiB read chunk: its input ends long before its output does
+  std::string big(3u << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 7) % 251 < 3 ? i % 256 : 'a');
+  ents.push_back({"m/data/1", big, true});
+  EXPECT_EQ(check_torch_archive_bytes(make_zip(ents), "z.pt").names.size(), 5u);
+  // the same deflate stream cut short (its recorded compressed size halved): refused, not read past
+  std::string cut = make_zip({{"m/data.pkl", big, true}, {"m/version", "3\n"}});
+  const size_t cut_cd = eocd(cut) - 2 * 46 - (10 + 9);
+  const uint32_t csize = static_cast<uint32_t>(static_cast<unsigned char>(cut[cut_cd + 20])) |
+                         static_cast<uint32_t>(static_cast<unsigned char>(cut[cut_cd + 21])) << 8 |
+                         static_cast<uint32_t>(static_cast<unsigned char>(cut[cut_cd + 22])) << 16;
+  put32(cut, cut_cd + 20, csize / 2);
+  EXPECT_EQ(reason(cut), "deflated entry 'm/data.pkl' ends before its stream does");
 
   // a real checkpoint: LibTorch's own writer (64-byte aligned records, padding extra fields)
   const std::string d = std::string(AUTOQNN_TEST_TMP) + "/archive_check_" + std::to_string(::getpid());

@@ -298,8 +298,7 @@ bool crc_matches(Source& src, const Entry& e) {
   uint64_t done = 0, produced = 0;
   int rc = Z_OK;
   while (rc != Z_STREAM_END) {
-    if (z.avail_in == 0) {
-      if (done == e.csize) throw Problem("deflated entry '" + e.name + "' ends before its stream does");
+    if (z.avail_in == 0 && done < e.csize) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(in.size(), e.csize - done));
       src.read(e.data_start + done, n, in.data());
       done += n;
@@ -309,6 +308,8 @@ bool crc_matches(Source& src, const Entry& e) {
     z.next_out = out.data();
     z.avail_out = static_cast<uInt>(out.size());
     rc = inflate(&z, Z_NO_FLUSH);
+    // Z_BUF_ERROR: no progress possible, i.e. every byte read and output room left, the stream unfinished
+    if (rc == Z_BUF_ERROR) throw Problem("deflated entry '" + e.name + "' ends before its stream does");
     if (rc != Z_OK && rc != Z_STREAM_END)
       throw Problem("deflated entry '" + e.name + "' is not a valid deflate stream");
     const size_t got = out.size() - z.avail_out;
