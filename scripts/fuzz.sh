@@ -2,12 +2,12 @@
 # Builds the libFuzzer targets (fuzz/, clang, ASan + UBSan) in ${FUZZ_BUILD_DIR:-build-fuzz} and runs each
 # for MINUTES minutes (default 10) on its seed corpus (fuzz/corpus/<target>, copied to a work corpus so the
 # committed seeds stay small); prints execs and crashes per target. Not part of CI (too long).
-#   scripts/fuzz.sh [MINUTES] [TARGET...]     targets: policy search_space spec checkpoint safetensors
+#   scripts/fuzz.sh [MINUTES] [TARGET...]     targets: policy search_space spec checkpoint safetensors archive
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:-10}
 shift || true
-TARGETS=${*:-policy search_space spec checkpoint safetensors}
+TARGETS=${*:-policy search_space spec checkpoint safetensors archive}
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 WORK=${FUZZ_WORK_DIR:-$BUILD/fuzz-work}
 JOBS=${JOBS:-2}

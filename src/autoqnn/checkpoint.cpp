@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "autoqnn/archive_check.h"
 #include "autoqnn/checkpoint_classes.h"
 #include "autoqnn/data_folder.h"
 #include "autoqnn/json_io.h"
@@ -39,18 +40,36 @@ nlohmann::json parse_meta(const std::string& text, const std::string& path) {
 }
 const char* kScriptKey = "__torchscript__";  // an imported model's original TorchScript file (uint8 bytes)
 
+// The archive is checked (archive_check.h) before LibTorch parses it: LibTorch's importer crashes on some
+// damaged records. Damaged tensor storage is left to the per-tensor checksums, which name the tensor;
+// `bad_storage` keeps what they cannot attribute.
+struct Archive {
+  torch::serialize::InputArchive ar;
+  std::vector<std::string> bad_storage;
+  // A damaged storage record no tensor check caught (an old file without checksums, optimizer state).
+  void refuse_bad_storage(const std::string& path) const {
+    if (!bad_storage.empty())
+      throw std::runtime_error("checkpoint '" + path + "' is corrupt: record '" + bad_storage.front() +
+                               "' does not match its CRC32 (damaged file; restore it or retrain)");
+  }
+};
+
 // Tensors are mapped to `device` while reading (default CPU): a checkpoint written on a GPU (its optimizer
 // state lives there) loads on a CPU-only LibTorch, and a CPU one on a GPU.
-torch::serialize::InputArchive open_archive(const std::string& path, torch::Device device = torch::kCPU) {
+Archive open_archive(const std::string& path, torch::Device device = torch::kCPU) {
   if (!file_exists(path)) throw std::runtime_error("checkpoint '" + path + "' does not exist");
-  torch::serialize::InputArchive ar;
+  ArchiveCheckOptions opts;
+  opts.kind = "checkpoint";
+  opts.defer_storage_crc = true;
+  Archive a;
+  a.bad_storage = check_torch_archive_file(path, opts).bad_storage;
   try {
-    ar.load_from(path, device);
+    a.ar.load_from(path, device);
   } catch (const c10::Error& e) {
     throw std::runtime_error("checkpoint '" + path + "' is corrupt or not a LibTorch archive (" +
                              std::string(e.what_without_backtrace()).substr(0, 200) + ")");
   }
-  return ar;
+  return a;
 }
 }  // namespace
 
@@ -144,17 +163,18 @@ CheckpointMeta read_checkpoint_meta(const std::string& path) {
     m.config = ModelConfig{0, 0, 0};
     return m;
   }
-  auto ar = open_archive(path);
+  auto a = open_archive(path);  // damaged tensor storage does not affect the metadata
   c10::IValue v;
-  if (!ar.try_read(kMetaKey, v) || !v.isString())
+  if (!a.ar.try_read(kMetaKey, v) || !v.isString())
     throw std::runtime_error("checkpoint '" + path + "' has no AutoQNN metadata (not written by autoqnn?)");
   return CheckpointMeta::from_json(parse_meta(v.toStringRef(), path), path);
 }
 
 std::string read_checkpoint_torchscript(const std::string& path) {
-  auto ar = open_archive(path);
+  auto a = open_archive(path);
   torch::Tensor t;
-  if (!ar.try_read(kScriptKey, t, /*is_buffer=*/true)) return {};
+  if (!a.ar.try_read(kScriptKey, t, /*is_buffer=*/true)) return {};  // the weights' loader names a damaged tensor
+  a.refuse_bad_storage(path);  // which record holds the script is not known: any damage refuses it
   t = t.contiguous();
   return std::string(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()));
 }
@@ -162,6 +182,9 @@ std::string read_checkpoint_torchscript(const std::string& path) {
 void load_checkpoint_weights(const std::string& path, torch::nn::Module& model) {
   torch::NoGradGuard ng;
   if (is_torchscript_file(path)) {  // the module's own parameters and buffers, by the same dotted names
+    ArchiveCheckOptions opts;
+    opts.kind = "TorchScript file";
+    check_torch_archive_file(path, opts);
     auto src = torch::jit::load(path);
     std::map<std::string, torch::Tensor> have;
     for (const auto& p : src.named_parameters(true)) have[p.name] = p.value;
@@ -178,7 +201,8 @@ void load_checkpoint_weights(const std::string& path, torch::nn::Module& model) 
     for (auto& b : model.named_buffers(true)) copy(b.key(), b.value());
     return;
   }
-  auto ar = open_archive(path);
+  auto a = open_archive(path);
+  auto& ar = a.ar;
   nlohmann::json crcs;
   {
     c10::IValue v;
@@ -216,6 +240,7 @@ void load_checkpoint_weights(const std::string& path, torch::nn::Module& model) 
   };
   for (auto& p : model.named_parameters(true)) copy(p.key(), p.value(), false);
   for (auto& b : model.named_buffers(true)) copy(b.key(), b.value(), true);
+  a.refuse_bad_storage(path);
 }
 
 bool load_checkpoint_optimizer(const std::string& path, torch::optim::Optimizer& optimizer) {
@@ -226,9 +251,10 @@ bool load_checkpoint_optimizer(const std::string& path, torch::optim::Optimizer&
       dev = g.params()[0].device();
       break;
     }
-  auto ar = open_archive(path, dev);
+  auto a = open_archive(path, dev);
+  a.refuse_bad_storage(path);
   torch::serialize::InputArchive opt;
-  if (!ar.try_read("__optimizer__", opt)) return false;
+  if (!a.ar.try_read("__optimizer__", opt)) return false;
   optimizer.load(opt);
   return true;
 }

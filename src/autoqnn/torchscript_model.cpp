@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -14,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "autoqnn/archive_check.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/torchscript_graph.h"
 
@@ -94,7 +96,7 @@ void ScriptQuantLayer::pretty_print(std::ostream& s) const {
 
 // ------------------------------------------------------------------ file sniffing
 bool is_torchscript_file(const std::string& name) {
-  if (name.size() < 3 || !file_exists(name)) return false;
+  if (name.size() < 3 || !file_exists(name) || std::filesystem::is_directory(name)) return false;
   // A TorchScript archive is a zip (stored, uncompressed) with "<archive>/code/" and "<archive>/data.pkl".
   // autoqnn checkpoints are such archives too; their pickled attributes name our metadata key.
   std::ifstream f(name, std::ios::binary);
@@ -182,6 +184,9 @@ void TorchScriptModel::build(const std::string& bytes) {
   bytes_ = bytes;
   // The measured path (docs/models.md): the plain interpreter runs the rewritten graph as written.
   torch::jit::setGraphExecutorOptimize(false);
+  ArchiveCheckOptions check;  // LibTorch's importer crashes on some damaged archives
+  check.kind = "TorchScript model";
+  check_torch_archive_bytes(bytes_, label, check);
   try {
     std::istringstream in(bytes_);
     module_ = torch::jit::load(in);

@@ -106,6 +106,17 @@ def main():
         data[off] ^= 0xFF
         open(out, "wb").write(bytes(data))
         return
+    elif kind == "pickle_flip":  # one byte of data.pkl inverted (how fuzz_checkpoint crashed LibTorch)
+        data = bytearray(open(src, "rb").read())
+        info = zipfile.ZipFile(src).getinfo("archive/data.pkl")
+        n, m = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+        data[info.header_offset + 30 + n + m + info.file_size // 2] ^= 0xFF
+        open(out, "wb").write(bytes(data))
+        return
+    elif kind == "truncate":  # the first half of a checkpoint (an interrupted copy)
+        data = open(src, "rb").read()
+        open(out, "wb").write(data[:len(data) // 2])
+        return
     else:
         sys.exit("unknown kind " + kind)
     with open(out, "w") as f:
