@@ -12,6 +12,7 @@
 
 #include "autoqnn/archive_check.h"
 #include "autoqnn/checkpoint.h"
+#include "test_fixtures.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -19,14 +20,7 @@ using namespace autoqnn;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using autoqnn_test::error_of;
 
 void put16(std::string& s, size_t at, uint16_t v) {
   s[at] = static_cast<char>(v & 0xff);

@@ -10,6 +10,7 @@
 #include "autoqnn/json_io.h"
 #include "autoqnn/output_files.h"
 #include "autoqnn/runtime.h"
+#include "test_fixtures.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -17,14 +18,7 @@ using namespace autoqnn;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using autoqnn_test::error_of;
 
 std::string tmp_dir(const std::string& name) {
   std::string d = std::string(AUTOQNN_TEST_TMP) + "/" + name + "_" + std::to_string(::getpid());

@@ -5,6 +5,7 @@
 #include "autoqnn/data.h"
 #include "autoqnn/data_folder.h"
 #include "autoqnn/data_tensors.h"
+#include "autoqnn/random_index.h"
 
 #include "autoqnn/distributed.h"
 
@@ -296,15 +297,7 @@ namespace {
 
 double uniform01(std::mt19937_64& g) { return static_cast<double>(g() >> 11) * (1.0 / 9007199254740992.0); }
 
-// Unbiased integer in [0, n) (rejection sampling; identical on every standard library).
-uint64_t bounded(std::mt19937_64& g, uint64_t n) {
-  if (n <= 1) return 0;
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  uint64_t r;
-  do r = g();
-  while (r >= limit);
-  return r % n;
-}
+uint64_t bounded(std::mt19937_64& g, uint64_t n) { return bounded_index(g, n); }
 
 // Approximately standard normal: Irwin-Hall sum of 4 uniforms, scaled to unit variance.
 double approx_normal(std::mt19937_64& g) {

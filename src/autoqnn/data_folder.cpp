@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "autoqnn/image_io.h"
+#include "autoqnn/random_index.h"
 
 namespace autoqnn {
 
@@ -34,15 +35,7 @@ struct FolderScan {
 
 std::string dir_of(const std::string& dataset) { return dataset.substr(std::string("folder:").size()); }
 
-// Unbiased integer in [0, n) (rejection sampling; identical on every standard library).
-uint64_t bounded(std::mt19937_64& g, uint64_t n) {
-  if (n <= 1) return 0;
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  uint64_t r;
-  do r = g();
-  while (r >= limit);
-  return r % n;
-}
+uint64_t bounded(std::mt19937_64& g, uint64_t n) { return bounded_index(g, n); }
 template <class T>
 void shuffle(std::vector<T>& v, std::mt19937_64& g) {
   for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[bounded(g, i)]);
