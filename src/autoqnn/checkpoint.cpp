@@ -261,9 +261,9 @@ bool load_checkpoint_optimizer(const std::string& path, torch::optim::Optimizer&
 
 std::vector<std::string> read_checkpoint_classes(const std::string& path) {
   if (is_torchscript_file(path)) return {};
-  auto ar = open_archive(path);
+  auto a = open_archive(path);  // the metadata only: damaged tensor storage does not matter here
   c10::IValue v;
-  if (!ar.try_read(kMetaKey, v) || !v.isString()) return {};
+  if (!a.ar.try_read(kMetaKey, v) || !v.isString()) return {};
   const auto j = parse_meta(v.toStringRef(), path);
   std::vector<std::string> names;
   if (!j.contains("config") || !j["config"].is_object() || !j["config"].contains("classes")) return names;
