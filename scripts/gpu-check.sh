@@ -28,7 +28,8 @@ REHEARSE=${REHEARSE:-0}
 DEV=${DEV:-cuda}
 DEPS=${DEPS:-third_party/gpu-deps}
 [ "$REHEARSE" = 1 ] && mkdir -p "$DEPS/lib"
-DEPS=$(cd "$DEPS" 2>/dev/null && pwd) || { echo "gpu-check: ${DEPS} missing: run scripts/gpu-deps.sh on a Debian machine and carry it" >&2; exit 2; }
+DEPS_ARG=$DEPS
+DEPS=$(cd "$DEPS" 2>/dev/null && pwd) || { echo "gpu-check: ${DEPS_ARG} missing: run scripts/gpu-deps.sh on a Debian machine and carry it" >&2; exit 2; }
 BUILD_DIR=${BUILD_DIR:-build-gpu}
 LOG_DIR=${LOG_DIR:-${OUT:-$BUILD_DIR/logs}}
 mkdir -p "$LOG_DIR"
@@ -43,17 +44,16 @@ export LD_LIBRARY_PATH="$DEPS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 PY=${PYTHON:-python3}
 export AUTOQNN_PYTHON=$(command -v "$PY")   # tests make TorchScript files with this Python's torch
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 if [ "$REHEARSE" != 1 ]; then
 {
   echo "== machine"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   nproc
   $PY -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch.compiled_with_cxx11_abi())'
-  NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
   "$NVCC" --version | tail -1
   cmake --version | head -1
 } > "$LOG_DIR/machine.txt" 2>&1
-NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 note "machine: $(head -2 "$LOG_DIR/machine.txt" | tail -1 | tr -d '\n'); $(grep '^torch' "$LOG_DIR/machine.txt")"
 TORCH_PREFIX=$($PY -c 'import torch;print(torch.utils.cmake_prefix_path)')
 TORCH_DIR=$($PY -c 'import torch,os;print(os.path.dirname(torch.__file__))')
