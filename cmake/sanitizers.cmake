@@ -7,7 +7,7 @@ option(AUTOQNN_FUZZ "Build the libFuzzer targets in fuzz/ (clang)" OFF)
 
 # vptr checks need RTTI of every polymorphic type, LibTorch's included: off (false reports).
 set(AUTOQNN_SAN_FLAGS -fsanitize=address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined
-    -fno-omit-frame-pointer -g)
+    -fno-omit-frame-pointer -g1)  # -g1: line tables for reports; full -g doubles the build
 if(AUTOQNN_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "AUTOQNN_FUZZ needs clang (cmake -DCMAKE_CXX_COMPILER=clang++ ...)")

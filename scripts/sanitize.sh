@@ -10,7 +10,7 @@ BUILD=${SAN_BUILD_DIR:-build-asan}
 JOBS=${JOBS:-2}
 FILTER=${1:-}
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTOQNN_SANITIZE=ON -DAUTOQNN_BUILD_BENCH=OFF \
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O1 -DAUTOQNN_SANITIZE=ON -DAUTOQNN_BUILD_BENCH=OFF \
     -DAUTOQNN_BUILD_EXAMPLES=OFF >/dev/null
 fi
 cmake --build "$BUILD" -j"$JOBS" --target autoqnn autoqnn_tests
