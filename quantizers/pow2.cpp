@@ -248,7 +248,9 @@ bool run_kernel(const float* x, const Layout& L, const Plan& p, float mlo, float
             const int k = ir + static_cast<int>(r - static_cast<float>(ir) > 0.5f);
             const uint32_t subm = 0u - static_cast<uint32_t>(ab < f_eminb);
             const uint32_t qbits = (fbits(static_cast<float>(k) * f_u) & subm) | (qn_n & ~subm);
-            const int mi_n = f_one + ((static_cast<int>(qbits >> 23) - 127 - fmt_emin) << fmt_m) +
+            // * f_one, not << fmt_m: the exponent offset is negative in the subnormal lanes (masked below),
+            // and a left shift of a negative int is undefined before C++20 (UBSan)
+            const int mi_n = f_one + (static_cast<int>(qbits >> 23) - 127 - fmt_emin) * f_one +
                              static_cast<int>((qbits >> (23 - fmt_m)) & f_mmask);
             const int mi = static_cast<int>((static_cast<uint32_t>(k) & subm) | (static_cast<uint32_t>(mi_n) & ~subm));
             const uint32_t negm = 0u - static_cast<uint32_t>(xn[j] < 0.f);

@@ -95,7 +95,9 @@ TEST(CliPolicy, UniformShowCheck) {
   EXPECT_EQ(p.layers[1].act.to_string(), "uniform:8");
   r = run_cli("policy show " + out, false);
   ASSERT_EQ(r.rc, 0) << r.out;
-  for (const char* s : {"conv1", "fc3", "esb:4:k=1", "fixed:8", "totals", std::to_string(p.totals.weight_bytes).c_str()})
+  // std::string elements: a c_str() of a temporary would dangle inside the loop (ASan)
+  for (const std::string& s : std::vector<std::string>{"conv1", "fc3", "esb:4:k=1", "fixed:8", "totals",
+                                                       std::to_string(p.totals.weight_bytes)})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
   r = run_cli("policy show --json " + out, false);
   EXPECT_EQ(r.out, read_text_file(out));
