@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <sstream>
+#include <string>
 #include <utility>
 
 namespace autoqnn::search {
@@ -73,23 +75,36 @@ std::string Budgets::describe(int64_t n) const {
     const auto& t = cost_kind(c.kind);
     s += (s.empty() ? "" : ", ") + std::string(t.what) + " <= " + t.format(c.limit);
     if (c.kind == CostKind::WeightBytes) s += fmt(" (%.3f bits/weight", avg_bits(c.limit, n)) + ", " + c.source + ")";
+    else if (t.per_mac_flag && c.source.rfind(t.per_mac_flag, 0) == 0) s += " (" + c.source + ")";
   }
   return s;
 }
 
-Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_weights) {
+Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_weights, int64_t macs) {
   for (const auto& [flag, v] : flags) {
     bool known = false;
     for (const auto& t : cost_kinds())
-      known = known || flag == t.flag || (t.per_weight_flag && flag == t.per_weight_flag);
+      known = known || flag == t.flag || (t.per_weight_flag && flag == t.per_weight_flag) ||
+              (t.per_mac_flag && flag == t.per_mac_flag);
     if (!known) throw std::invalid_argument("unknown budget flag '" + flag + "'");
   }
   Budgets b;
   for (const auto& t : cost_kinds()) {
     auto given = flags.find(t.flag);
     auto per_weight = t.per_weight_flag ? flags.find(t.per_weight_flag) : flags.end();
+    auto per_mac = t.per_mac_flag ? flags.find(t.per_mac_flag) : flags.end();
     if (given != flags.end() && per_weight != flags.end())
       throw std::invalid_argument(std::string("give either ") + t.flag + " or " + t.per_weight_flag + ", not both");
+    if (given != flags.end() && per_mac != flags.end())
+      throw std::invalid_argument(std::string("give either ") + t.flag + " or " + t.per_mac_flag + ", not both");
+    if (per_mac != flags.end()) {
+      const double v = per_mac->second;  // W * A
+      if (!(v > 0) || !std::isfinite(v))
+        throw std::invalid_argument(std::string(t.per_mac_flag) + ": W x A must be a positive number, got " + fmt("%g", v));
+      if (macs <= 0) throw std::invalid_argument(std::string(t.per_mac_flag) + ": the model's MACs are not known");
+      b.set(t.kind, v * static_cast<double>(macs), std::string(t.per_mac_flag) + " (W x A = " + fmt("%g", v) + ")");
+      continue;
+    }
     if (t.required && given == flags.end() && per_weight == flags.end())
       throw std::invalid_argument(std::string("a ") + t.label + " budget is required: " + t.flag + " X" +
                                   (t.per_weight_flag ? std::string(" or ") + t.per_weight_flag + " B" : ""));
@@ -110,6 +125,35 @@ Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_wei
     }
   }
   return b;
+}
+
+std::vector<double> parse_number_list(const std::string& text, const std::string& flag) {
+  std::vector<double> out;
+  std::stringstream ss(text);
+  std::string cell;
+  while (std::getline(ss, cell, ',')) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(cell, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (cell.empty() || used != cell.size() || !(v > 0) || !std::isfinite(v))
+      throw std::invalid_argument(flag + ": '" + cell + "' in '" + text + "' is not a positive number");
+    out.push_back(v);
+  }
+  if (out.empty()) throw std::invalid_argument(flag + ": no value given");
+  return out;
+}
+
+double parse_wa_bits(const std::string& text) {
+  const std::vector<double> wa = parse_number_list(text, "--wa-bits");
+  if (wa.size() != 2) throw std::invalid_argument("--wa-bits takes W,A (two bitwidths), got '" + text + "'");
+  for (double v : wa)
+    if (!(v >= 1 && v <= 32))
+      throw std::invalid_argument("--wa-bits: each bitwidth must be in [1, 32], got '" + text + "'");
+  return wa[0] * wa[1];
 }
 
 Budgets make_budgets(std::optional<double> budget_kib, std::optional<double> avg, double act_kib, double bops,

@@ -53,10 +53,16 @@ struct Budgets {
   std::string describe(int64_t num_weights) const;  // one line for logs
 };
 
-// The budget flags given, by flag name ("--budget-kib", "--avg-bits", "--act-budget-kib", "--bops": the
-// flags of the cost-kind table), in the flag's units. A value of 0 for an optional kind means no limit.
-// Throws std::invalid_argument naming the flag for a missing / doubled / non-positive value.
-Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_weights);
+// The budget flags given, by flag name ("--budget-kib", "--avg-bits", "--act-budget-kib", "--bops",
+// "--wa-bits": the flags of the cost-kind table), in the flag's units ("--wa-bits": the product W * A). A
+// value of 0 for an optional kind means no limit. num_weights / macs: the model's quantizable weights and
+// MACs per image (the per-weight and per-MAC forms). Throws std::invalid_argument naming the flag for a
+// missing / doubled / non-positive value.
+Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_weights, int64_t macs = 0);
+// "1,1.25,1.5" -> {1, 1.25, 1.5}; every value positive; errors name the flag.
+std::vector<double> parse_number_list(const std::string& text, const std::string& flag);
+// "W,A" of --wa-bits -> W * A; each bitwidth in [1, 32]. Throws std::invalid_argument naming the flag.
+double parse_wa_bits(const std::string& text);
 // The same from the classic four (tests, benchmarks): exactly one of budget_kib / avg_bits; act_kib, bops:
 // 0 = none.
 Budgets make_budgets(std::optional<double> budget_kib, std::optional<double> avg_bits, double act_kib,

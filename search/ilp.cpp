@@ -23,29 +23,9 @@ namespace autoqnn::search {
 
 using nlohmann::json;
 
-std::vector<double> parse_number_list(const std::string& text, const std::string& flag) {
-  std::vector<double> out;
-  std::stringstream ss(text);
-  std::string cell;
-  while (std::getline(ss, cell, ',')) {
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(cell, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (cell.empty() || used != cell.size() || !(v > 0) || !std::isfinite(v))
-      throw std::invalid_argument(flag + ": '" + cell + "' in '" + text + "' is not a positive number");
-    out.push_back(v);
-  }
-  if (out.empty()) throw std::invalid_argument(flag + ": no value given");
-  return out;
-}
-
 json IlpOptions::to_json() const {
   return {{"sensitivity", sensitivity}, {"budgets_bits", budgets_bits}, {"budgets_kib", budgets_kib},
-          {"wa_bits", wa_bits}, {"solver", alloc_solver_name(solver)}};
+          {"solver", alloc_solver_name(solver)}};
 }
 
 IlpOptions IlpOptions::from_json(const json& j) {
@@ -54,7 +34,6 @@ IlpOptions IlpOptions::from_json(const json& j) {
     o.sensitivity = j.value("sensitivity", "");
     o.budgets_bits = j.value("budgets_bits", std::vector<double>{});
     o.budgets_kib = j.value("budgets_kib", std::vector<double>{});
-    o.wa_bits = j.value("wa_bits", std::vector<double>{});
     o.solver = parse_alloc_solver(j.value("solver", "auto"));
   } catch (const json::exception& e) {
     throw std::invalid_argument(std::string("ilp options: ") + e.what());
@@ -144,13 +123,9 @@ SearchResult run_ilp(const SearchOptions& opt) {
   }
 
   // ---- the front's budgets (checked before the analysis: a bad budget costs nothing)
-  std::map<std::string, double> common = opt.budgets;
-  if (!io.wa_bits.empty()) {
-    if (common.count("--bops")) throw std::invalid_argument("give either --bops or --wa-bits, not both");
-    double bops = 0;
-    for (const auto& p : prof) bops += bops_of(p.macs, io.wa_bits[0], io.wa_bits[1]);
-    common["--bops"] = bops;
-  }
+  const std::map<std::string, double>& common = opt.budgets;
+  int64_t macs = 0;
+  for (const auto& p : prof) macs += p.macs;
   std::vector<Front> front;
   const bool lists = !io.budgets_bits.empty() || !io.budgets_kib.empty();
   if (lists) {
@@ -171,10 +146,7 @@ SearchResult run_ilp(const SearchOptions& opt) {
   }
   std::vector<Budgets> budgets;
   for (const auto& f : front) {
-    budgets.push_back(make_budgets(f.flags, N));
-    if (!io.wa_bits.empty())
-      budgets.back().find(CostKind::Bops)->source =
-          "--wa-bits " + fmtd("%g", io.wa_bits[0]) + "," + fmtd("%g", io.wa_bits[1]);
+    budgets.push_back(make_budgets(f.flags, N, macs));
     check_feasible(problem, budgets.back());
   }
   log_info("ilp: " + opt.model + ", space " + opt.space_path + ", " + std::to_string(front.size()) + " budget(s)");
@@ -297,8 +269,6 @@ SearchMethod ilp_method() {
        "", false},
       {"budgets", "ilp: a front: one policy per weight budget in bits/weight, e.g. 1,1.25,1.5,2,3", "", false},
       {"budgets-kib", "ilp: a front: one policy per weight budget in KiB, e.g. 8,12,16", "", false},
-      {"wa-bits", "ilp: a BOPs budget equal to uniform W-bit weights and A-bit activations on every layer: W,A", "",
-       false},
       {"ilp-solver", "ilp: auto (DP for one size budget, GLPK otherwise) | dp | glpk", "auto", false},
   };
   m.options_from_flags = [](const FlagValues& f) {
@@ -306,10 +276,6 @@ SearchMethod ilp_method() {
     o->sensitivity = f.text("sensitivity");
     if (f.has("budgets")) o->budgets_bits = parse_number_list(f.text("budgets"), "--budgets");
     if (f.has("budgets-kib")) o->budgets_kib = parse_number_list(f.text("budgets-kib"), "--budgets-kib");
-    if (f.has("wa-bits")) {
-      o->wa_bits = parse_number_list(f.text("wa-bits"), "--wa-bits");
-      if (o->wa_bits.size() != 2) throw std::invalid_argument("--wa-bits takes W,A (two numbers), got '" + f.text("wa-bits") + "'");
-    }
     o->solver = parse_alloc_solver(f.text("ilp-solver"));
     return o;
   };

@@ -28,14 +28,11 @@ struct IlpOptions : StrategyOptions {
   std::string sensitivity;               // CSV of `autoqnn analyze` ("" = measure)
   std::vector<double> budgets_bits;      // a front in bits/weight
   std::vector<double> budgets_kib;       // a front in KiB
-  std::vector<double> wa_bits;           // {} or {W, A}: a BOPs budget
   AllocSolver solver = AllocSolver::Auto;
   nlohmann::json to_json() const override;
   static IlpOptions from_json(const nlohmann::json& j);
 };
 
-// "1,1.25,1.5" -> {1, 1.25, 1.5}; every value positive; errors name the flag.
-std::vector<double> parse_number_list(const std::string& text, const std::string& flag);
 
 // The method row of "ilp" (search_method.h).
 SearchMethod ilp_method();

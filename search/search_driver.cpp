@@ -265,9 +265,10 @@ SearchResult run_search(const SearchOptions& opt) {
   CheckpointMeta ck = checked_start(opt);
   ModelPtr model = factory(opt.model, ck.config);
   load_checkpoint_weights(opt.checkpoint, *model);
+  const int64_t macs = model_macs(*model);  // before the strategy wraps the layers
   std::unique_ptr<SearchStrategy> strat = method.make(model, space, opt.strategy.get());
   const int64_t N = strat->num_weights();
-  Budgets budgets = make_budgets(opt.budgets, N);
+  Budgets budgets = make_budgets(opt.budgets, N, macs);
   check_feasible(strat->choice_problem(), budgets);  // fail before any training
   log_info("search: " + opt.method + " on " + opt.model + ", space " + opt.space_path + " (" +
            granularity_name(space.granularity) + "), budget: " + budgets.describe(N));
@@ -588,6 +589,7 @@ SearchResult rederive_from_state(const RederiveOptions& opt) {
     if (!ex.contains(k)) throw std::invalid_argument("--from-state: " + opt.state + " lacks '" + k + "' (corrupt state?)");
   SearchSpace space = SearchSpace::from_json(ex["space"]["definition"], opt.state + " (space)");
   ModelPtr model = factory(sm.model, sm.config);
+  const int64_t macs = model_macs(*model);  // before the strategy wraps the layers
   const SearchMethod& method = search_method(ex["method"].get<std::string>());
   StrategyOptionsPtr options = method.options_from_json(ex["strategy"]);
   std::unique_ptr<SearchStrategy> strat = make_strategy(method.name, model, space, options.get());
@@ -600,7 +602,7 @@ SearchResult rederive_from_state(const RederiveOptions& opt) {
     log_warn("--from-state: " + opt.state + " is from epoch " + std::to_string(sm.epoch) + " of " +
              std::to_string(total) + " (an unfinished search)");
 
-  FinishStep f{factory, sm.model, sm.config, make_budgets(opt.budgets, strat->num_weights()), json::object(), opt.out,
+  FinishStep f{factory, sm.model, sm.config, make_budgets(opt.budgets, strat->num_weights(), macs), json::object(), opt.out,
                "re-derived from " + opt.state};
   f.provenance = {{"method", ex["method"]},
                   {"version", AUTOQNN_VERSION},

@@ -437,6 +437,21 @@ TEST(Constraints, InfeasibleBudgetStatesTheMinimum) {
   EXPECT_THROW(check_feasible(p, make_budgets(1000.0, std::nullopt, 0.001, 0, 10)), InfeasibleBudget);
 }
 
+TEST(Constraints, WaBitsIsTheBopsOfUniformWeightsAndActivations) {
+  EXPECT_EQ(parse_wa_bits("4,4"), 16.0);
+  EXPECT_EQ(parse_wa_bits("2,8"), 16.0);
+  for (const char* bad : {"4", "4,4,4", "0,4", "4,40", "x,4", ""})
+    EXPECT_TRUE(contains(error_of([&] { parse_wa_bits(bad); }), "--wa-bits")) << bad;
+  const int64_t macs = 123456;
+  Budgets b = make_budgets({{"--avg-bits", 2}, {"--wa-bits", parse_wa_bits("3,3")}}, 1000, macs);
+  EXPECT_EQ(b.limit(CostKind::Bops), 9.0 * macs);
+  EXPECT_EQ(b.limit(CostKind::WeightBytes), 250.0);
+  EXPECT_TRUE(contains(b.describe(1000), "--wa-bits (W x A = 9)")) << b.describe(1000);
+  EXPECT_TRUE(contains(error_of([&] { make_budgets({{"--avg-bits", 2}, {"--wa-bits", 9}, {"--bops", 1e6}}, 1000, macs); }),
+                       "give either --bops or --wa-bits"));
+  EXPECT_TRUE(contains(error_of([&] { make_budgets({{"--avg-bits", 2}, {"--wa-bits", 9}}, 1000, 0); }), "MACs"));
+}
+
 TEST(Constraints, PenaltyAndMultiplierRule) {
   Budgets b;
   b.set(CostKind::WeightBytes, 100);
@@ -655,4 +670,23 @@ TEST(SearchCli, UsageErrorsInfeasibleBudgetAndARun) {
               " --out " + tmp_dir() + "/bad.json");
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_TRUE(contains(r.out, "--init-from-sensitivity")) << r.out;
+
+  // --wa-bits 4,4 = the BOPs of uniform W4A4 (every method; here QSS's derivation with no epoch)
+  r = run_cli("policy uniform --model lenet5 --weight fixed:4 --act uniform:4 --out " + tmp_dir() + "/w4a4.json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const double w4a4 = load_policy(tmp_dir() + "/w4a4.json").totals.bops;
+  const std::string wa = "search --dataset synthetic --train-limit 300 --batch-size 50 --threads 2 --model lenet5 "
+                         "--checkpoint " + fp32_checkpoint() + " --space wa --avg-bits 8 --epochs 0 --warmup 0";
+  r = run_cli(wa + " --wa-bits 4,4 --out " + tmp_dir() + "/wa.json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  Policy pw = load_policy(tmp_dir() + "/wa.json");
+  EXPECT_EQ(pw.search["budget"]["bops"].get<double>(), w4a4);
+  EXPECT_LE(pw.totals.bops, w4a4);
+  EXPECT_GE(pw.totals.bops, 0.9 * w4a4);  // the fill spends it
+  r = run_cli(wa + " --wa-bits 4 --out " + tmp_dir() + "/wa_bad.json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "--wa-bits takes W,A")) << r.out;
+  r = run_cli(wa + " --wa-bits 4,4 --bops 1e6 --out " + tmp_dir() + "/wa_bad.json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_FALSE(fs::exists(tmp_dir() + "/wa_bad.json"));
 }

@@ -12,13 +12,14 @@ const std::array<CostKindTraits, kNumCostKinds>& cost_kinds() {
   // Row order = CostKind values.
   static const std::array<CostKindTraits, kNumCostKinds> rows = {{
       {CostKind::WeightBytes, "weight_bytes", "weight", "weights", Combine::Sum, BudgetShape::TwoSided, true,
-       "--budget-kib", 1024.0, "weight budget in KiB (codes + scales/tables)", 3, format_kib, "--avg-bits"},
+       "--budget-kib", 1024.0, "weight budget in KiB (codes + scales/tables)", 3, format_kib, "--avg-bits", nullptr},
       {CostKind::ActBytes, "act_bytes", "activation", "act footprint", Combine::Max, BudgetShape::AtMost, false,
        "--act-budget-kib", 1024.0,
        "activation footprint budget in KiB: the largest quantized input tensor per image (0 = none)", 3, format_kib,
-       nullptr},
+       nullptr, nullptr},
       {CostKind::Bops, "bops", "BOPs", "BOPs", Combine::Sum, BudgetShape::AtMost, false, "--bops", 1.0,
-       "BOPs budget per image: sum of MACs x wbits x abits (0 = none)", -1, format_bops, nullptr},
+       "BOPs budget per image: sum of MACs x wbits x abits (0 = none)", -1, format_bops, nullptr,
+       "--wa-bits"},
   }};
   return rows;
 }

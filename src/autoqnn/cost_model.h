@@ -46,6 +46,9 @@ struct CostKindTraits {
   std::string (*format)(double value);  // a value of this kind for messages
   // Weights also take a per-weight form: --avg-bits B = B * num_weights / 8 bytes (nullptr for others).
   const char* per_weight_flag;
+  // BOPs also take a per-MAC form: --wa-bits W,A = W * A * MACs, the BOPs of uniform W-bit weights and
+  // A-bit activations (the CLI passes the product W * A; nullptr for others).
+  const char* per_mac_flag;
 };
 const std::array<CostKindTraits, kNumCostKinds>& cost_kinds();
 const CostKindTraits& cost_kind(CostKind k);

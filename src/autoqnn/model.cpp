@@ -157,6 +157,12 @@ std::vector<LayerProfile> profile_model(Model& model) {
   return out;
 }
 
+int64_t model_macs(Model& model) {
+  int64_t macs = 0;
+  for (const auto& p : profile_model(model)) macs += p.macs;
+  return macs;
+}
+
 std::string model_fingerprint(Model& model) {
   uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 offset basis
   auto feed = [&h](const std::string& s) {

@@ -57,6 +57,8 @@ struct LayerProfile {
 // record_shapes = false and every module's training flag afterwards (also when forward throws).
 // macs: conv out_h*out_w*out_ch*(in_ch/groups)*kh*kw; linear in*out (per output row).
 std::vector<LayerProfile> profile_model(Model& model);
+// Multiply-accumulates per image of the quantizable layers (one profiling forward).
+int64_t model_macs(Model& model);
 // A stable hash of the quant layers' names and weight shapes, "fnv1a64:<16 lower-case hex>": FNV-1a 64
 // over the concatenation of "name:d0xd1x...;" per layer in quant_layers() order, e.g.
 // "conv1:6x1x5x5;conv2:16x6x5x5;fc1:120x400;..." (policy <-> model check; not a cryptographic hash).

@@ -58,19 +58,31 @@ search::FlagValues method_flags(const search::SearchMethod& m, const po::variabl
 }
 
 // Budget flags from the cost-kind table (autoqnn/cost_model.h): a new budget kind needs no change here.
-void add_budget_flags(po::options_description& desc, std::map<std::string, double>& values) {
+struct BudgetValues {
+  std::map<std::string, double> numbers;  // --budget-kib, --avg-bits, --act-budget-kib, --bops
+  std::map<std::string, std::string> wa;  // --wa-bits "W,A"
+};
+
+void add_budget_flags(po::options_description& desc, BudgetValues& values) {
   for (const auto& k : cost_kinds()) {
-    desc.add_options()(k.flag + 2, po::value(&values[k.flag]), k.help);
+    desc.add_options()(k.flag + 2, po::value(&values.numbers[k.flag]), k.help);
     if (k.per_weight_flag)
-      desc.add_options()(k.per_weight_flag + 2, po::value(&values[k.per_weight_flag]),
+      desc.add_options()(k.per_weight_flag + 2, po::value(&values.numbers[k.per_weight_flag]),
                          "weight budget as an average bitwidth: B x #weights / 8 bytes");
+    if (k.per_mac_flag)
+      desc.add_options()(k.per_mac_flag + 2, po::value(&values.wa[k.per_mac_flag]),
+                         "BOPs budget of uniform W-bit weights and A-bit activations on every layer: W,A "
+                         "(= W x A x MACs)");
   }
 }
 
-std::map<std::string, double> given_budgets(const std::map<std::string, double>& values, const po::variables_map& vm) {
+// The budget flags given, in make_budgets' form (--wa-bits "W,A" -> W * A).
+std::map<std::string, double> given_budgets(const BudgetValues& values, const po::variables_map& vm) {
   std::map<std::string, double> out;
-  for (const auto& [flag, v] : values)
+  for (const auto& [flag, v] : values.numbers)
     if (vm.count(flag.substr(2))) out[flag] = v;
+  for (const auto& [flag, text] : values.wa)
+    if (vm.count(flag.substr(2))) out[flag] = search::parse_wa_bits(text);
   return out;
 }
 
@@ -83,7 +95,7 @@ int cmd_search(const std::vector<std::string>& args) {
   CalibBatchOptions calib(so.calib_batches);
   DistributedFlags distributed;
   std::map<std::string, std::string> method_values;
-  std::map<std::string, double> budget_values;
+  BudgetValues budget_values;
   for (const auto& m : search::search_method_table()) methods += (methods.empty() ? "" : " | ") + m.name + " (" + m.summary + ")";
 
   po::options_description desc("search options");
@@ -132,12 +144,12 @@ int cmd_search(const std::vector<std::string>& args) {
   so.calib_batches = calib.batches;
 
   so.space_path = find_search_space(so.space_path);  // a path or name: cwd, installed, next to the exe, source tree
-  so.budgets = given_budgets(budget_values, vm);
   try {
+    so.budgets = given_budgets(budget_values, vm);
     // flag errors before any work (the model's size is not known yet); a front method (ilp --budgets) may
     // give its weight budgets through its own flags
     const bool front = search::search_method(so.method).budget_lists;
-    if (!front || so.budgets.count("--avg-bits") || so.budgets.count("--budget-kib")) search::make_budgets(so.budgets, 1);
+    if (!front || so.budgets.count("--avg-bits") || so.budgets.count("--budget-kib")) search::make_budgets(so.budgets, 1, 1);
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
