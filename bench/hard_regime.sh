@@ -7,27 +7,35 @@
 # time: uniform rows, the ilp front, then budget by budget (in the order given) every other method and every finished row is appended to the CSV at
 # once, so a run cut short keeps what it measured. Weights only (activations fp32), LeNet-5 only.
 #
-# Usage: bench/hard_regime.sh [--seeds "1 2 3"] [--budgets "1.5 1.25 1 2"]
+# W+A (--wa "4 3 2"): for each k, uniform WkAk rows (weights UNIFORM_WA at k bits, uniform:k activations on
+# every layer) and the methods under the BOPs of uniform WkAk (--wa-bits k,k) and the weight size of k
+# bits/weight (--avg-bits k), in the `wa` space (2/3/4/8-bit activations searched on every layer); ilp reads
+# one `analyze` table of the space for every k (its search_s = analysis + solve). CSV results/hard_regime_wa.csv
+# (with a bops column).
+#
+# Usage: bench/hard_regime.sh [--seeds "1 2 3"] [--budgets "1.5 1.25 1 2"] [--wa "4 3 2"]
 # Env: BIN (default build/autoqnn), THREADS, OUT (runs/hard), CSV (results/hard_regime.csv),
 #      UNIFORM ("binary:1 mul2q:2 vecq:2 fixed:2 twn"), METHODS ("ilp qss qpl qss+qpl"), NICE (10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEEDS="1"; BUDGETS="1.5 1.25 1 2"
+SEEDS="1"; BUDGETS="1.5 1.25 1 2"; WA=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds) SEEDS=$2; shift ;;
     --budgets) BUDGETS=$2; shift ;;
-    *) echo "hard_regime.sh: unknown argument '$1' (use --seeds, --budgets)" >&2; exit 2 ;;
+    --wa) WA=$2; shift ;;
+    *) echo "hard_regime.sh: unknown argument '$1' (use --seeds, --budgets, --wa)" >&2; exit 2 ;;
   esac
   shift
 done
 BIN=${BIN:-build/autoqnn}
-OUT=${OUT:-runs/hard}; CSV=${CSV:-results/hard_regime.csv}
+OUT=${OUT:-runs/hard}
+if [ -n "$WA" ]; then CSV=${CSV:-results/hard_regime_wa.csv}; else CSV=${CSV:-results/hard_regime.csv}; fi
 UNIFORM=${UNIFORM:-"binary:1 mul2q:2 vecq:2 fixed:2 twn"}
 METHODS=${METHODS:-"ilp qss qpl qss+qpl"}
 RUN=(nice -n "${NICE:-10}" "$BIN")
 mkdir -p "$OUT" results
-[ -f "$CSV" ] || echo "model,method,config,seed,weight_bytes,avg_bits,top1,search_s,finetune_s" > "$CSV"
+[ -f "$CSV" ] || echo "model,method,config,seed,weight_bytes,avg_bits,top1,search_s,finetune_s${WA:+,bops}" > "$CSV"
 common=(--dataset fashion-mnist --train-limit 12000)
 [ -n "${THREADS:-}" ] && common+=(--threads "$THREADS")
 FP=runs/lenet5_fp32.pt
@@ -43,8 +51,51 @@ finetune_eval() {  # name policy seed method config search_s
   "${RUN[@]}" finetune --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --policy "$pol" --epochs 1 \
     --out "$OUT/$name.pt" >&2
   top1=$("${RUN[@]}" eval --model lenet5 --checkpoint "$OUT/$name.pt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["top1"])')
-  echo "lenet5,$method,$config,$seed,$(jget "$pol" "d['totals']['weight_bytes']"),$(jget "$pol" "round(d['totals']['avg_weight_bits'], 4)"),$top1,$search_s,$(( $(date +%s) - t0 ))" | tee -a "$CSV" >&2
+  local bops=""
+  [ -n "$WA" ] && bops=",$(jget "$pol" "d['totals']['bops']")"
+  echo "lenet5,$method,$config,$seed,$(jget "$pol" "d['totals']['weight_bytes']"),$(jget "$pol" "round(d['totals']['avg_weight_bits'], 4)"),$top1,$search_s,$(( $(date +%s) - t0 ))$bops" | tee -a "$CSV" >&2
 }
+
+if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
+  SPACE=configs/search_space/wa.json
+  for seed in $SEEDS; do
+    for k in $WA; do
+      for w in ${UNIFORM_WA:-fixed vecq}; do
+        cfg="W${k}A${k}:$w"
+        done_row uniform "$cfg" "$seed" && continue
+        pol="$OUT/u_w${k}a${k}_$w.json"
+        "$BIN" policy uniform --model lenet5 --weight "$w:$k" --act "uniform:$k" --out "$pol" >&2 || continue
+        finetune_eval "u_w${k}a${k}_${w}_s$seed" "$pol" "$seed" uniform "$cfg" 0
+      done
+    done
+    for k in $WA; do
+      for method in $METHODS; do
+        done_row "$method" "W${k}A${k}" "$seed" && continue
+        name="wa_${method/+/_}_s${seed}_$k"
+        t0=$(date +%s)
+        if [ "$method" = ilp ]; then  # one analysis of the space per seed, every k solved from it
+          sens="$OUT/wa_sens_s$seed.csv"
+          if [ ! -f "$sens" ]; then
+            "${RUN[@]}" analyze --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --space "$SPACE" \
+              --out "$sens" >&2
+            echo $(( $(date +%s) - t0 )) > "$sens.seconds"
+          fi
+          t0=$(( t0 - $(cat "$sens.seconds") ))
+          extra=(--sensitivity "$sens")
+        else
+          extra=(--arch-lr 0.05 --epochs 1 --warmup 0)
+          [ "$method" = qpl ] && extra=(--bit-lr 0.1 --qpl-act "uniform:$k" --epochs 1 --warmup 0)
+          [ "$method" = qss+qpl ] && extra+=(--bit-lr 0.1)
+        fi
+        "${RUN[@]}" search --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
+          --space "$SPACE" --avg-bits "$k" --wa-bits "$k,$k" --out "$OUT/$name.json" >&2
+        finetune_eval "$name" "$OUT/$name.json" "$seed" "$method" "W${k}A${k}" $(( $(date +%s) - t0 ))
+      done
+    done
+  done
+  echo "hard_regime: rows in $CSV" >&2
+  exit 0
+fi
 
 for seed in $SEEDS; do
   for spec in $UNIFORM; do
