@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The hard regime (issue 18): weight budgets of 1, 1.25, 1.5 and 2 bits/weight, the recipe of
-# `bench/pareto.sh --quick` (Fashion-MNIST, first 12k training images, FP32 LeNet-5 trained 3 epochs,
+# `bench/pareto.sh --quick` (Fashion-MNIST, first 12k training images, FP32 model trained 3 epochs,
 # 1-epoch search without warm-up, lowbit space, 1-epoch finetune of every policy, test top-1).
 # Rows: uniform 1- and 2-bit policies (UNIFORM, first), and the methods (METHODS: qss, qpl, qss+qpl, ilp) at
 # every budget. ilp makes its whole front from one sensitivity analysis (--budgets). Jobs run one at a
 # time: uniform rows, the ilp front, then budget by budget (in the order given) every other method and every finished row is appended to the CSV at
-# once, so a run cut short keeps what it measured. Weights only (activations fp32), LeNet-5 only.
+# once, so a run cut short keeps what it measured. Weights only (activations fp32). MODEL=resnet20 for
+# ResNet-20 (the same recipe).
 #
-# W+A (--wa "4 3 2"): for each k, uniform WkAk rows (weights UNIFORM_WA at k bits, uniform:k activations on
-# every layer) and the methods under the BOPs of uniform WkAk (--wa-bits k,k) and the weight size of k
+# W+A (--wa "4 3 2"): for each k, uniform WkAk rows (weights UNIFORM_WA at k bits, UNIFORM_WA_ACT (uniform,
+# pact) k-bit activations on every layer) and the methods under the BOPs of uniform WkAk (--wa-bits k,k) and the weight size of k
 # bits/weight (--avg-bits k), in the `wa` space (2/3/4/8-bit activations searched on every layer); ilp reads
 # one `analyze` table of the space for every k (its search_s = analysis + solve). CSV results/hard_regime_wa.csv
 # (with a bops column).
 #
 # Usage: bench/hard_regime.sh [--seeds "1 2 3"] [--budgets "1.5 1.25 1 2"] [--wa "4 3 2"]
-# Env: BIN (default build/autoqnn), THREADS, OUT (runs/hard), CSV (results/hard_regime.csv),
+# Env: MODEL (lenet5; resnet20), FP_EPOCHS (3: the FP32 model's epochs), BIN (default build/autoqnn), THREADS,
+#      OUT (runs/hard/MODEL), CSV (results/hard_regime.csv),
 #      UNIFORM ("binary:1 mul2q:2 vecq:2 fixed:2 twn"), METHODS ("ilp qss qpl qss+qpl"), NICE (10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 BIN=${BIN:-build/autoqnn}
-OUT=${OUT:-runs/hard}
+MODEL=${MODEL:-lenet5}
+OUT=${OUT:-runs/hard/$MODEL}
 if [ -n "$WA" ]; then CSV=${CSV:-results/hard_regime_wa.csv}; else CSV=${CSV:-results/hard_regime.csv}; fi
 UNIFORM=${UNIFORM:-"binary:1 mul2q:2 vecq:2 fixed:2 twn"}
 METHODS=${METHODS:-"ilp qss qpl qss+qpl"}
@@ -38,22 +41,22 @@ mkdir -p "$OUT" results
 [ -f "$CSV" ] || echo "model,method,config,seed,weight_bytes,avg_bits,top1,search_s,finetune_s${WA:+,bops}" > "$CSV"
 common=(--dataset fashion-mnist --train-limit 12000)
 [ -n "${THREADS:-}" ] && common+=(--threads "$THREADS")
-FP=runs/lenet5_fp32.pt
+FP=runs/${MODEL}_fp32.pt
 if [ ! -f "$FP" ]; then
-  "${RUN[@]}" train --model lenet5 "${common[@]}" --epochs 3 --lr 0.05 --seed 1 --out "$FP" >&2
+  "${RUN[@]}" train --model "$MODEL" "${common[@]}" --epochs "${FP_EPOCHS:-3}" --lr 0.05 --seed 1 --out "$FP" >&2
 fi
 jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
-done_row() { grep -q "^lenet5,$1,$2,$3," "$CSV"; }  # method config seed
+done_row() { grep -q "^$MODEL,$1,$2,$3," "$CSV"; }  # method config seed
 
 finetune_eval() {  # name policy seed method config search_s
   local name=$1 pol=$2 seed=$3 method=$4 config=$5 search_s=$6 t0 top1
   t0=$(date +%s)
-  "${RUN[@]}" finetune --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --policy "$pol" --epochs 1 \
+  "${RUN[@]}" finetune --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --policy "$pol" --epochs 1 \
     --out "$OUT/$name.pt" >&2
-  top1=$("${RUN[@]}" eval --model lenet5 --checkpoint "$OUT/$name.pt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["top1"])')
+  top1=$("${RUN[@]}" eval --model "$MODEL" --checkpoint "$OUT/$name.pt" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["top1"])')
   local bops=""
   [ -n "$WA" ] && bops=",$(jget "$pol" "d['totals']['bops']")"
-  echo "lenet5,$method,$config,$seed,$(jget "$pol" "d['totals']['weight_bytes']"),$(jget "$pol" "round(d['totals']['avg_weight_bits'], 4)"),$top1,$search_s,$(( $(date +%s) - t0 ))$bops" | tee -a "$CSV" >&2
+  echo "$MODEL,$method,$config,$seed,$(jget "$pol" "d['totals']['weight_bytes']"),$(jget "$pol" "round(d['totals']['avg_weight_bits'], 4)"),$top1,$search_s,$(( $(date +%s) - t0 ))$bops" | tee -a "$CSV" >&2
 }
 
 if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
@@ -61,11 +64,13 @@ if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
   for seed in $SEEDS; do
     for k in $WA; do
       for w in ${UNIFORM_WA:-fixed vecq}; do
-        cfg="W${k}A${k}:$w"
-        done_row uniform "$cfg" "$seed" && continue
-        pol="$OUT/u_w${k}a${k}_$w.json"
-        "$BIN" policy uniform --model lenet5 --weight "$w:$k" --act "uniform:$k" --out "$pol" >&2 || continue
-        finetune_eval "u_w${k}a${k}_${w}_s$seed" "$pol" "$seed" uniform "$cfg" 0
+        for a in ${UNIFORM_WA_ACT:-uniform pact}; do  # pact: the image input is clipped at 0 too
+          cfg="W${k}A${k}:$w/$a"
+          done_row uniform "$cfg" "$seed" && continue
+          pol="$OUT/u_w${k}a${k}_${w}_$a.json"
+          "$BIN" policy uniform --model "$MODEL" --weight "$w:$k" --act "$a:$k" --out "$pol" >&2 || continue
+          finetune_eval "u_w${k}a${k}_${w}_${a}_s$seed" "$pol" "$seed" uniform "$cfg" 0
+        done
       done
     done
     for k in $WA; do
@@ -76,7 +81,7 @@ if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
         if [ "$method" = ilp ]; then  # one analysis of the space per seed, every k solved from it
           sens="$OUT/wa_sens_s$seed.csv"
           if [ ! -f "$sens" ]; then
-            "${RUN[@]}" analyze --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --space "$SPACE" \
+            "${RUN[@]}" analyze --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --space "$SPACE" \
               --out "$sens" >&2
             echo $(( $(date +%s) - t0 )) > "$sens.seconds"
           fi
@@ -87,7 +92,7 @@ if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
           [ "$method" = qpl ] && extra=(--bit-lr 0.1 --qpl-act "uniform:$k" --epochs 1 --warmup 0)
           [ "$method" = qss+qpl ] && extra+=(--bit-lr 0.1)
         fi
-        "${RUN[@]}" search --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
+        "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
           --space "$SPACE" --avg-bits "$k" --wa-bits "$k,$k" --out "$OUT/$name.json" >&2
         finetune_eval "$name" "$OUT/$name.json" "$seed" "$method" "W${k}A${k}" $(( $(date +%s) - t0 ))
       done
@@ -101,14 +106,14 @@ for seed in $SEEDS; do
   for spec in $UNIFORM; do
     done_row uniform "$spec" "$seed" && continue
     pol="$OUT/u_${spec//[:=]/_}.json"
-    "$BIN" policy uniform --model lenet5 --weight "$spec" --out "$pol" >&2
+    "$BIN" policy uniform --model "$MODEL" --weight "$spec" --out "$pol" >&2
     finetune_eval "u_${spec//[:=]/_}_s$seed" "$pol" "$seed" uniform "$spec" 0
   done
   if [[ " $METHODS " == *" ilp "* ]]; then  # one analysis, the whole front
     todo=0; for b in $BUDGETS; do done_row ilp "${b}bits" "$seed" || todo=1; done
     if [ "$todo" = 1 ]; then
       t0=$(date +%s)
-      "${RUN[@]}" search --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --method ilp \
+      "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method ilp \
         --space configs/search_space/lowbit.json --budgets "$(echo "$BUDGETS" | tr ' ' ',')" --out "$OUT/ilp_s$seed.json" >&2
       s=$(( $(date +%s) - t0 ))
       for b in $BUDGETS; do
@@ -126,7 +131,7 @@ for seed in $SEEDS; do
       [ "$method" = qss+qpl ] && extra+=(--bit-lr 0.1)
       name="${method/+/_}_s${seed}_$b"
       t0=$(date +%s)
-      "${RUN[@]}" search --model lenet5 "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
+      "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
         --space configs/search_space/lowbit.json --avg-bits "$b" --epochs 1 --warmup 0 --out "$OUT/$name.json" >&2
       finetune_eval "$name" "$OUT/$name.json" "$seed" "$method" "${b}bits" $(( $(date +%s) - t0 ))
     done

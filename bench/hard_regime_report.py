@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Table, target check and plot of bench/hard_regime.sh (issue 18).
+"""Tables, target checks and plots of bench/hard_regime.sh (issue 18).
 
-Reads results/hard_regime.csv; writes the table between the hard-regime markers of docs/results.md and,
-when gnuplot is installed, results/hard_regime_lenet5.png. The uniform envelope at B bits/weight is the
-straight line between the best 1-bit and the best 2-bit uniform policy (nominal bits, means over seeds).
+Reads results/hard_regime.csv (weights only) and, next to it, results/hard_regime_wa.csv (weights +
+activations under BOPs budgets, `hard_regime.sh --wa`). Writes the tables between the `hard-regime` and
+`hard-regime-wa` markers of docs/results.md and, when gnuplot is installed, results/hard_regime_<model>.png.
+The uniform envelope at B bits/weight is the straight line between the best 1-bit and the best 2-bit
+uniform policy of the same model (nominal bits, means over seeds).
 Usage: bench/hard_regime_report.py [CSV]
 """
 import csv
@@ -15,107 +17,168 @@ import subprocess
 import sys
 
 path = sys.argv[1] if len(sys.argv) > 1 else "results/hard_regime.csv"
-rows = list(csv.DictReader(open(path)))
-groups = {}
-for r in rows:
-    groups.setdefault((r["method"], r["config"]), []).append(r)
+doc = "docs/results.md"
+misses = []
 
 
-def stats(rs):
+def stats(rs, size_key):
     t = [float(r["top1"]) * 100 for r in rs]
-    return (statistics.mean(t), statistics.stdev(t) if len(t) > 1 else 0.0, len(t),
-            statistics.mean(float(r["avg_bits"]) for r in rs), statistics.mean(float(r["weight_bytes"]) for r in rs),
-            statistics.mean(float(r["search_s"]) for r in rs))
+    return {"mean": statistics.mean(t), "std": statistics.stdev(t) if len(t) > 1 else 0.0, "n": len(t),
+            "bits": statistics.mean(float(r["avg_bits"]) for r in rs),
+            "size": statistics.mean(float(r[size_key]) for r in rs),
+            "search_s": statistics.mean(float(r["search_s"]) for r in rs)}
 
 
-uniform = {cfg: stats(rs) for (m, cfg), rs in groups.items() if m == "uniform"}
+def grouped(rows):
+    g = {}
+    for r in rows:
+        g.setdefault((r["model"], r["method"], r["config"]), []).append(r)
+    return g
+
+
 def nominal_bits(spec):
     m = re.search(r":(\d+)", spec)
     return 2 if spec == "twn" else int(m.group(1)) if m else None
 
-best = {}
-for spec, s in uniform.items():
-    b = nominal_bits(spec)
-    if b in (1, 2) and (b not in best or s[0] > best[b][1][0]):
-        best[b] = (spec, s)
 
-
-def envelope(bits):
-    if 1 not in best or 2 not in best:
-        return None
-    a1, a2 = best[1][1][0], best[2][1][0]
-    return a1 + (a2 - a1) * (bits - 1.0)
-
-
-def best_uniform_within(nbytes):
-    c = [(s[0], spec) for spec, s in uniform.items() if s[4] <= nbytes]
-    return max(c) if c else None
-
-
-lines = ["| method | budget | avg bits | weight KiB | top-1 % (mean ± std) | seeds | search s | envelope % | vs envelope | "
-         "vs best 2-bit | best uniform ≤ its size | target |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-for spec, s in sorted(uniform.items(), key=lambda kv: kv[1][3]):
-    lines.append(f"| uniform | {spec} | {s[3]:.3f} | {s[4] / 1024:.2f} | {s[0]:.2f} ± {s[1]:.2f} | {s[2]} | – | – | – | – | – | – |")
-two = best.get(2)
-misses = []
-for (m, cfg), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    if m == "uniform":
-        continue
-    s = stats(rs)
-    b = float(cfg.replace("bits", ""))
-    env = envelope(b)
-    bu = best_uniform_within(s[4])
-    d_env = s[0] - env if env is not None else None
-    d_two = s[0] - two[1][0] if two else None
-    target = ""
-    if b == 1.5 and env is not None:
-        ok = d_env >= 1.5 and d_two >= 0
-        target = "met" if ok else f"missed (needs env + 1.5 = {env + 1.5:.2f} and ≥ {two[1][0]:.2f})"
-    elif b == 1.25 and env is not None:
-        ok = d_env >= 2.0
-        target = "met" if ok else f"missed (needs env + 2.0 = {env + 2.0:.2f})"
-    if bu and s[0] < bu[0]:
-        target += ("; " if target else "") + f"below uniform {bu[1]} ({bu[0]:.2f})"
-    if "missed" in target or "below" in target:
-        misses.append(f"{m} @ {cfg}: {target}")
-    f = lambda v: "–" if v is None else f"{v:+.2f}"
-    lines.append(f"| {m} | {cfg} | {s[3]:.3f} | {s[4] / 1024:.2f} | {s[0]:.2f} ± {s[1]:.2f} | {s[2]} | {s[5]:.0f} | "
-                 f"{'–' if env is None else f'{env:.2f}'} | {f(d_env)} | {f(d_two)} | "
-                 f"{'–' if not bu else f'{bu[1]} {bu[0]:.2f}'} | {target or '–'} |")
-table = "\n".join(lines)
-print(table)
-print("\n".join(["", "misses:"] + misses))
-
-doc = "docs/results.md"
-s = open(doc).read()
-block = "<!-- hard-regime:begin -->\n" + table + "\n<!-- hard-regime:end -->"
-if "<!-- hard-regime:begin -->" in s:
-    s = re.sub(r"<!-- hard-regime:begin -->.*?<!-- hard-regime:end -->", lambda _: block, s, flags=re.S)
+def replace_block(name, table):
+    s = open(doc).read()
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in s:
+        return
+    s = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: begin + "\n" + table + "\n" + end, s, flags=re.S)
     open(doc + ".tmp", "w").write(s)
     os.replace(doc + ".tmp", doc)
 
+
+def fmt_delta(v):
+    return "–" if v is None else f"{v:+.2f}"
+
+
+# ---------------------------------------------------------------- weights only, weight budgets
+rows = list(csv.DictReader(open(path)))
+groups = grouped(rows)
+models = sorted({r["model"] for r in rows}, key=lambda m: (m != "lenet5", m))
+lines = ["| model | method | budget | avg bits | weight KiB | top-1 % (mean ± std) | seeds | search s | envelope % | "
+         "vs envelope | vs best 2-bit | best uniform ≤ its size | target |",
+         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+best_by_model = {}
+for model in models:
+    uniform = {cfg: stats(rs, "weight_bytes") for (mo, m, cfg), rs in groups.items() if mo == model and m == "uniform"}
+    best = {}
+    for spec, s in uniform.items():
+        b = nominal_bits(spec)
+        if b in (1, 2) and (b not in best or s["mean"] > best[b][1]["mean"]):
+            best[b] = (spec, s)
+    best_by_model[model] = best
+
+    def envelope(bits):
+        if 1 not in best or 2 not in best:
+            return None
+        a1, a2 = best[1][1]["mean"], best[2][1]["mean"]
+        return a1 + (a2 - a1) * (bits - 1.0)
+
+    for spec, s in sorted(uniform.items(), key=lambda kv: kv[1]["bits"]):
+        lines.append(f"| {model} | uniform | {spec} | {s['bits']:.3f} | {s['size'] / 1024:.2f} | "
+                     f"{s['mean']:.2f} ± {s['std']:.2f} | {s['n']} | – | – | – | – | – | – |")
+    two = best.get(2)
+    for (mo, m, cfg), rs in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+        if mo != model or m == "uniform":
+            continue
+        s = stats(rs, "weight_bytes")
+        b = float(cfg.replace("bits", ""))
+        env = envelope(b)
+        within = [(u["mean"], spec) for spec, u in uniform.items() if u["size"] <= s["size"]]
+        bu = max(within) if within else None
+        d_env = s["mean"] - env if env is not None else None
+        d_two = s["mean"] - two[1]["mean"] if two else None
+        target = ""
+        if b == 1.5 and env is not None and two:
+            ok = d_env >= 1.5 and d_two >= 0
+            target = "met" if ok else f"missed (needs env + 1.5 = {env + 1.5:.2f} and ≥ {two[1]['mean']:.2f})"
+        elif b == 1.25 and env is not None:
+            target = "met" if d_env >= 2.0 else f"missed (needs env + 2.0 = {env + 2.0:.2f})"
+        if bu and s["mean"] < bu[0]:
+            target += ("; " if target else "") + f"below uniform {bu[1]} ({bu[0]:.2f})"
+        if "missed" in target or "below" in target:
+            misses.append(f"{model} {m} @ {cfg}: {target}")
+        lines.append(f"| {model} | {m} | {cfg} | {s['bits']:.3f} | {s['size'] / 1024:.2f} | {s['mean']:.2f} ± {s['std']:.2f} | "
+                     f"{s['n']} | {s['search_s']:.0f} | {'–' if env is None else f'{env:.2f}'} | {fmt_delta(d_env)} | "
+                     f"{fmt_delta(d_two)} | {'–' if not bu else f'{bu[1]} {bu[0]:.2f}'} | {target or '–'} |")
+table = "\n".join(lines)
+print(table)
+replace_block("hard-regime", table)
+
+# ---------------------------------------------------------------- W+A under BOPs budgets
+wa_path = os.path.join(os.path.dirname(path) or ".", "hard_regime_wa.csv")
+if os.path.exists(wa_path):
+    wg = grouped(list(csv.DictReader(open(wa_path))))
+    wl = ["| model | method | budget | avg weight bits | MBOPs | top-1 % (mean ± std) | seeds | search s | "
+          "best uniform at these BOPs | vs it | target |",
+          "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|"]
+    best_u = {}
+    for (mo, m, cfg), rs in wg.items():
+        if m != "uniform":
+            continue
+        k = cfg.split(":", 1)[0]
+        st = stats(rs, "bops")
+        if (mo, k) not in best_u or st["mean"] > best_u[(mo, k)][1]["mean"]:
+            best_u[(mo, k)] = (cfg, st)
+
+    def order(kv):
+        mo, m, cfg = kv[0]
+        return (mo != "lenet5", mo, -int(re.search(r"W(\d+)", cfg).group(1)), m != "uniform", m, cfg)
+
+    for (mo, m, cfg), rs in sorted(wg.items(), key=order):
+        st = stats(rs, "bops")
+        k = cfg.split(":", 1)[0]
+        if m == "uniform":
+            wl.append(f"| {mo} | uniform | {cfg} | {st['bits']:.3f} | {st['size'] / 1e6:.3f} | "
+                      f"{st['mean']:.2f} ± {st['std']:.2f} | {st['n']} | – | – | – | – |")
+            continue
+        bu = best_u.get((mo, k))
+        d = st["mean"] - bu[1]["mean"] if bu else None
+        need = {"W3A3": 1.0, "W2A2": 2.0}.get(k)
+        target = "–"
+        if bu and need is not None:
+            target = "met" if d >= need else f"missed (needs {bu[1]['mean'] + need:.2f})"
+        elif bu and d < 0:
+            target = f"below uniform {bu[0]}"
+        if "missed" in target or "below" in target:
+            misses.append(f"{mo} {m} @ {cfg}: {target}")
+        wl.append(f"| {mo} | {m} | {cfg} | {st['bits']:.3f} | {st['size'] / 1e6:.3f} | {st['mean']:.2f} ± {st['std']:.2f} | "
+                  f"{st['n']} | {st['search_s']:.0f} | {bu[0] + ' ' + format(bu[1]['mean'], '.2f') if bu else '–'} | "
+                  f"{fmt_delta(d)} | {target} |")
+    wtable = "\n".join(wl)
+    print("\n" + wtable)
+    replace_block("hard-regime-wa", wtable)
+
+print("\n".join(["", "misses:"] + misses))
+
 if shutil.which("gnuplot"):
     os.makedirs("runs/hard", exist_ok=True)
-    series = {}
-    for r in rows:
-        series.setdefault(r["method"], []).append(f"{float(r['avg_bits'])} {float(r['top1']) * 100}")
-    plots = []
-    for m, pts in series.items():
-        dat = f"runs/hard/plot_{m.replace('+', '_')}.dat"
-        open(dat, "w").write("\n".join(pts) + "\n")
-        plots.append(f'"{dat}" with points pt 7 ps 1.3 title "{m}"')
-    if 1 in best and 2 in best:
-        open("runs/hard/plot_envelope.dat", "w").write(
-            f"{best[1][1][3]} {best[1][1][0]}\n{best[2][1][3]} {best[2][1][0]}\n")
-        plots.append('"runs/hard/plot_envelope.dat" with lines dt 2 title "uniform envelope"')
-    gp = f"""set terminal pngcairo size 900,600 noenhanced
-set output "results/hard_regime_lenet5.png"
+    for model in models:
+        series = {}
+        for r in rows:
+            if r["model"] == model:
+                series.setdefault(r["method"], []).append(f"{float(r['avg_bits'])} {float(r['top1']) * 100}")
+        plots = []
+        for m, pts in series.items():
+            dat = f"runs/hard/plot_{model}_{m.replace('+', '_')}.dat"
+            open(dat, "w").write("\n".join(pts) + "\n")
+            plots.append(f'"{dat}" with points pt 7 ps 1.3 title "{m}"')
+        best = best_by_model[model]
+        if 1 in best and 2 in best:
+            env = f"runs/hard/plot_{model}_envelope.dat"
+            open(env, "w").write(f"{best[1][1]['bits']} {best[1][1]['mean']}\n{best[2][1]['bits']} {best[2][1]['mean']}\n")
+            plots.append(f'"{env}" with lines dt 2 title "uniform envelope"')
+        gp = f"""set terminal pngcairo size 900,600 noenhanced
+set output "results/hard_regime_{model}.png"
 set grid
 set xlabel "average weight bits"
 set ylabel "test top-1 (%)"
-set title "LeNet-5 / Fashion-MNIST, 1-2 bits/weight (quick recipe: 12k images, 1-epoch search + finetune)"
+set title "{model} / Fashion-MNIST, 1-2 bits/weight (quick recipe: 12k images, 1-epoch search + finetune)"
 set key bottom right
 plot {', '.join(plots)}
 """
-    subprocess.run(["gnuplot"], input=gp.encode(), check=False)
+        subprocess.run(["gnuplot"], input=gp.encode(), check=False)
