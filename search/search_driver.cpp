@@ -433,6 +433,7 @@ SearchResult run_search(const SearchOptions& opt) {
       correct = std::llround(sums[1].item<double>());
       seen = std::llround(sums[2].item<double>());
       arch_sum = sums[3].item<double>() / dist::world_size();
+      dist::average_buffers(*state);  // --dist-bn local: the ranks' running statistics differ until here
       dist::check_same_buffers(*state, "at the end of epoch " + std::to_string(e + 1));
       dist::broadcast_buffers(*state);
     }

@@ -147,6 +147,32 @@ TEST(Distributed, TwoRanksTrainLikeOneProcess) {
   EXPECT_TRUE(contains(r2.out, "(n=200)")) << r2.out;
 }
 
+// BatchNorm across ranks: --dist-bn sync (default) equals one process; --dist-bn local uses each rank's slice
+// (a different run) and averages the running statistics at the epoch's end, which the end-of-epoch buffer
+// check would otherwise refuse (the ranks' statistics differ): that the run succeeds shows the averaging.
+TEST(Distributed, BatchNormSyncEqualsOneProcessLocalAveragesTheRunningStatistics) {
+  if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";
+  const std::string common = " train --model resnet8 --dataset synthetic --train-limit 480 --test-limit 200 "
+                             "--batch-size 40 --epochs 1 --lr 0.1 --threads 1 --seed 3 --out ";
+  const std::string one = tmp_dir() + "/bn1.pt", sync = tmp_dir() + "/bn_sync.pt", local = tmp_dir() + "/bn_local.pt";
+  auto r1 = sh(std::string(AUTOQNN_CLI_PATH) + common + one);
+  ASSERT_EQ(r1.rc, 0) << r1.out;
+  auto rs = sh(launch(2) + common + sync);
+  ASSERT_EQ(rs.rc, 0) << rs.out;
+  EXPECT_TRUE(contains(rs.out, "BatchNorm sync")) << rs.out;
+  auto rl = sh(launch(2) + common + local + " --dist-bn local");
+  ASSERT_EQ(rl.rc, 0) << rl.out;
+  EXPECT_TRUE(contains(rl.out, "BatchNorm local")) << rl.out;
+  auto a = load_model(one, "resnet8", autoqnn_test::kSyntheticCfg);
+  auto b = load_model(sync, "resnet8", autoqnn_test::kSyntheticCfg);
+  auto c = load_model(local, "resnet8", autoqnn_test::kSyntheticCfg);
+  EXPECT_LE(max_abs_diff(*a.model, *b.model), 1e-4);
+  EXPECT_GT(max_abs_diff(*a.model, *c.model), 1e-5);  // local statistics: another run
+  auto bad = sh(launch(2) + common + tmp_dir() + "/bn_bad.pt --dist-bn fuzzy");
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_TRUE(contains(bad.out, "--dist-bn 'fuzzy'")) << bad.out;
+}
+
 // A short QSS search (1 warm-up + 1 search epoch): 2 ranks derive the policy one process derives.
 TEST(Distributed, TwoRanksSearchTheSamePolicy) {
   if (!dist::built_with("gloo")) GTEST_SKIP() << "built without Gloo (libgloo-dev)";

@@ -72,6 +72,7 @@ struct Context {
   c10::intrusive_ptr<c10d::Store> store;
   std::unique_ptr<Comm> comm;
   int64_t settings_calls = 0;
+  bool sync_stats = true;  // --dist-bn sync
   torch::Device device{torch::kCPU};  // this rank's device: where NCCL's tensors must live
 };
 
@@ -152,6 +153,8 @@ DistOptions DistOptions::resolved() const {
   if (!(o.timeout_s > 0)) throw std::invalid_argument("distributed: --dist-timeout must be > 0 seconds");
   if (o.backend != "auto" && o.backend != "gloo" && o.backend != "nccl")
     throw std::invalid_argument("distributed: backend '" + o.backend + "' is not one of auto, gloo, nccl");
+  if (o.batch_stats != "sync" && o.batch_stats != "local")
+    throw std::invalid_argument("distributed: --dist-bn '" + o.batch_stats + "' is not one of sync, local");
   return o;
 }
 
@@ -233,9 +236,10 @@ void init(const DistOptions& in, torch::Device device) {
                              o.master_addr + ":" + std::to_string(o.master_port) + ") within " +
                              secs(o.timeout_s) + " s (--dist-timeout; is every rank started?): " + msg);
   }
-  quant::set_batch_stat_reducer(reduce_batch_stat);
+  c.sync_stats = o.batch_stats == "sync";
+  quant::set_batch_stat_reducer(reduce_batch_stat);  // activation ranges: always global (calibration too)
   log_info("distributed: rank " + std::to_string(c.rank) + " of " + std::to_string(c.world) + " (" + backend +
-           ", master " + c.where + ", timeout " + secs(o.timeout_s) + " s)");
+           ", master " + c.where + ", timeout " + secs(o.timeout_s) + " s, BatchNorm " + o.batch_stats + ")");
 }
 
 void shutdown() {
@@ -390,6 +394,19 @@ void broadcast_module(torch::nn::Module& m) {
 void broadcast_buffers(torch::nn::Module& m) {
   if (!active()) return;
   broadcast_tensors_of(m.buffers(true));
+}
+
+bool sync_batch_stats() { return active() && ctx().sync_stats; }
+
+void average_buffers(torch::nn::Module& m) {
+  if (!active() || ctx().sync_stats) return;
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> floats;
+  for (auto& b : m.buffers(true))
+    if (b.is_floating_point()) floats.push_back(b);
+  if (floats.empty()) return;
+  all_reduce_sum(floats);
+  for (auto& b : floats) b.div_(static_cast<double>(world_size()));
 }
 
 void check_same_settings(const std::string& what, const json& settings) {

@@ -42,7 +42,7 @@ torch::Tensor sync_batch_norm(torch::nn::BatchNorm2dImpl& bn, const torch::Tenso
 }
 
 torch::Tensor SwitchableBatchNorm2dImpl::forward(const torch::Tensor& x) {
-  const bool global = sync_ && is_training() && dist::active();
+  const bool global = sync_ && is_training() && dist::sync_batch_stats();
   if (active_ == 0) return global ? sync_batch_norm(*this, x) : torch::nn::BatchNorm2dImpl::forward(x);
   return global ? sync_batch_norm(*at_bits(active_), x) : at_bits(active_)->forward(x);
 }

@@ -177,6 +177,7 @@ std::vector<EpochStats> train_model(
       loss_sum = sums[0].item<double>();
       correct = std::llround(sums[1].item<double>());
       seen = std::llround(sums[2].item<double>());
+      dist::average_buffers(model);  // --dist-bn local: the ranks' running statistics differ until here
       dist::check_same_buffers(model, "at the end of epoch " + std::to_string(epoch + 1));
       dist::broadcast_buffers(model);
     }

@@ -20,7 +20,10 @@ po::options_description_easy_init DistributedFlags::add(po::options_description&
      "data parallel: rank 0's store port (default $MASTER_PORT, else 29500)")
     ("dist-timeout", po::value(&opt.timeout_s)->default_value(opt.timeout_s),
      "data parallel: seconds to wait for the other ranks (connect, each collective) before failing")
-    ("dist-backend", po::value(&opt.backend)->default_value(opt.backend), "data parallel: auto | gloo | nccl");
+    ("dist-backend", po::value(&opt.backend)->default_value(opt.backend), "data parallel: auto | gloo | nccl")
+    ("dist-bn", po::value(&opt.batch_stats)->default_value(opt.batch_stats),
+     "data parallel: BatchNorm statistics in training: sync (over the global batch: equal to one process) | "
+     "local (each rank's slice, like PyTorch DDP; running statistics averaged every epoch; faster)");
 }
 
 void DistributedFlags::init(const CommonOptions& c, torch::Device device) const {
