@@ -85,7 +85,7 @@ if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
               --out "$sens" >&2
             echo $(( $(date +%s) - t0 )) > "$sens.seconds"
           fi
-          t0=$(( t0 - $(cat "$sens.seconds") ))
+          t0=$(( $(date +%s) - $(cat "$sens.seconds") ))  # search_s = the analysis + this solve
           extra=(--sensitivity "$sens")
         else
           extra=(--arch-lr 0.05 --epochs 1 --warmup 0)
