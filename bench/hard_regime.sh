@@ -15,7 +15,7 @@
 # (with a bops column).
 #
 # Usage: bench/hard_regime.sh [--seeds "1 2 3"] [--budgets "1.5 1.25 1 2"] [--wa "4 3 2"]
-# Env: MODEL (lenet5; resnet20), FP_EPOCHS (3: the FP32 model's epochs), BIN (default build/autoqnn), THREADS,
+# Env: MODEL (lenet5; resnet20), FP (runs/MODEL_fp32.pt: an existing file is used as it is), FP_EPOCHS (3), BIN (default build/autoqnn), THREADS,
 #      OUT (runs/hard/MODEL), CSV (results/hard_regime.csv),
 #      UNIFORM ("binary:1 mul2q:2 vecq:2 fixed:2 twn"), METHODS ("ilp qss qpl qss+qpl"), NICE (10)
 set -euo pipefail
@@ -41,7 +41,7 @@ mkdir -p "$OUT" results
 [ -f "$CSV" ] || echo "model,method,config,seed,weight_bytes,avg_bits,top1,search_s,finetune_s${WA:+,bops}" > "$CSV"
 common=(--dataset fashion-mnist --train-limit 12000)
 [ -n "${THREADS:-}" ] && common+=(--threads "$THREADS")
-FP=runs/${MODEL}_fp32.pt
+FP=${FP:-runs/${MODEL}_fp32.pt}  # trained by the recipe below only where it is missing
 if [ ! -f "$FP" ]; then
   "${RUN[@]}" train --model "$MODEL" "${common[@]}" --epochs "${FP_EPOCHS:-3}" --lr 0.05 --seed 1 --out "$FP" >&2
 fi
