@@ -28,6 +28,11 @@ const OptionFields<QssOptions>& qss_fields() {
              [](QssOptions& o, const json& v) { o.tau.end = F::convert<double>(v, "qss", "tau_end"); })
       .field("tau_schedule", [](const QssOptions& o) { return json(o.tau.kind); },
              [](QssOptions& o, const json& v) { o.tau.kind = F::convert<std::string>(v, "qss", "tau_schedule"); })
+      .field("arch_logits", [](const QssOptions& o) { return json(arch_logits_name(o.arch_logits)); },
+             [](QssOptions& o, const json& v) {
+               if (!v.is_string()) throw std::invalid_argument("qss option 'arch_logits' must be \"factored\" or \"joint\"");
+               o.arch_logits = parse_arch_logits(v.get<std::string>());
+             })
       .member("all_act_paths", &QssOptions::all_act_paths)
       .member("gumbel", &QssOptions::gumbel)
       // absent when unused: older states keep their resume key
@@ -66,8 +71,14 @@ std::vector<MethodFlag> qss_flags() {
       {"tau-start", "Gumbel-softmax temperature at the start", "5", false},
       {"tau-end", "temperature at the end of the search", "0.1", false},
       {"tau-schedule", "exp | linear | constant", "exp", false},
-      {"all-act-paths", "hard sampling: evaluate every act candidate in architecture steps (exact gradient, slower)",
-       "", true},
+      {"arch-logits",
+       "joint (one logit per (weight, act) pair) | factored (one per weight and one per act candidate, summed); "
+       "the same when only weights are searched",
+       "joint", false},
+      {"act-paths",
+       "hard sampling, architecture steps: all (every act candidate evaluated: the exact gradient of the act "
+       "choice) | sampled (only the sampled one: faster, but the act choice learns from one path per step)",
+       "all", false},
       {"no-gumbel", "no Gumbel noise: mixing weights softmax(theta / tau)", "", true},
       {"init-from-sensitivity", "initial architecture logits from an `autoqnn analyze` table (-K x accuracy drop)", "",
        false},
@@ -82,7 +93,11 @@ QssOptions qss_options_from_flags(const FlagValues& f) {
   q.tau.start = f.number("tau-start");
   q.tau.end = f.number("tau-end");
   q.tau.kind = f.text("tau-schedule");
-  q.all_act_paths = f.on("all-act-paths");
+  q.arch_logits = parse_arch_logits(f.text("arch-logits"));
+  const std::string act_paths = f.text("act-paths");
+  if (act_paths != "all" && act_paths != "sampled")
+    throw std::invalid_argument("--act-paths must be all or sampled, got '" + act_paths + "'");
+  q.all_act_paths = act_paths == "all";
   q.gumbel = !f.on("no-gumbel");
   if (f.has("init-from-sensitivity")) {
     const std::string& csv = f.text("init-from-sensitivity");
@@ -98,7 +113,7 @@ QssOptions qss_options_from_flags(const FlagValues& f) {
 }
 
 QssStrategy::QssStrategy(ModelPtr model, const SearchSpace& space, QssOptions opt)
-    : NetStrategy(std::make_shared<Supernet>(std::move(model), space)), opt_(std::move(opt)) {
+    : NetStrategy(std::make_shared<Supernet>(std::move(model), space, opt.arch_logits)), opt_(std::move(opt)) {
   opt_.tau.validate();
   net_->set_all_act_paths(opt_.all_act_paths);
   if (!opt_.theta_init.empty()) apply_theta_init();
@@ -158,7 +173,7 @@ void QssStrategy::apply_theta_init() {
       covered = covered && n == static_cast<int64_t>(G.layers.size());
     }
     if (covered) quality_[gi] = q;  // the budget fill's measured gain (every candidate of the group known)
-    G.theta.copy_(torch::tensor(th, torch::kFloat64).to(G.theta.options()));
+    net_->set_logits(static_cast<int64_t>(gi), torch::tensor(th, torch::kFloat64));
   }
   log_info("qss: initial architecture logits from theta_init: " + std::to_string(set) + " of " + std::to_string(total) +
            " candidates set (the others start at 0)");

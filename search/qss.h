@@ -9,11 +9,17 @@
 //                 candidate unless all_act_paths. ~1.4x an FP32 step on ResNet-20 (docs/benchmarks.md)
 //                 "soft": every candidate evaluated and mixed by y = softmax((theta + g) / tau), ~2x
 //   tau_start, tau_end, tau_schedule   5, 0.1, "exp" (see TemperatureSchedule)
-//   all_act_paths false: see ArchSample::all_act_paths
+//   arch_logits   "joint" (default): a logit per (weight, act) pair | "factored": theta_w[w] + theta_a[a]
+//                 (supernet.h). Factored lost W2A2 on LeNet-5 (the BOPs penalty's gradient, summed over
+//                 every weight candidate, drove the act logits to 2 bits: docs/search.md)
+//   all_act_paths true (default; `--act-paths all`): see ArchSample::all_act_paths. false was the default
+//                 until the W+A study: the act choice then learnt from one sampled path per step and QSS
+//                 missed uniform W3A3 / W2A2 by 3-4 points (docs/results.md)
 //   gumbel        true: false drops the noise (deterministic softmax(theta / tau) relaxation)
 //   theta_init    {} | {layer: {"<weight spec>|<act spec>": logit}}: the initial architecture logits (a prior;
 //                 `search --init-from-sensitivity` builds it from an `analyze` table, sensitivity_prior.h).
-//                 Candidates it does not name start at 0; a shared group takes the mean over its layers.
+//                 Candidates it does not name start at 0; a shared group takes the mean over its layers;
+//                 factored logits take the least-squares fit of the joint prior.
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -26,8 +32,9 @@ namespace autoqnn::search {
 
 struct QssOptions : StrategyOptions {
   SamplingMode sampling = SamplingMode::Hard;
+  ArchLogits arch_logits = ArchLogits::Joint;
   TemperatureSchedule tau;
-  bool all_act_paths = false;
+  bool all_act_paths = true;
   bool gumbel = true;
   nlohmann::json theta_init = nlohmann::json::object();
   // Unknown keys and bad values -> std::invalid_argument naming the key.

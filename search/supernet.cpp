@@ -20,6 +20,32 @@ SamplingMode parse_sampling(const std::string& s) {
 }
 const char* sampling_name(SamplingMode m) { return m == SamplingMode::Soft ? "soft" : "hard"; }
 
+ArchLogits parse_arch_logits(const std::string& s) {
+  if (s == "joint") return ArchLogits::Joint;
+  if (s == "factored") return ArchLogits::Factored;
+  throw std::invalid_argument("unknown arch logits '" + s + "' (valid: factored, joint)");
+}
+const char* arch_logits_name(ArchLogits a) { return a == ArchLogits::Joint ? "joint" : "factored"; }
+
+// ---------------------------------------------------------------- logits
+torch::Tensor ArchGroup::logits() const {
+  if (!factored()) return theta;
+  return (theta_w.unsqueeze(1) + theta_a.unsqueeze(0)).reshape({-1});
+}
+
+void ArchGroup::set_logits(const torch::Tensor& joint) {
+  torch::NoGradGuard ng;
+  TORCH_CHECK(joint.numel() == size(), "ArchGroup::set_logits: ", joint.numel(), " logits for ", size(), " options");
+  if (!factored()) {
+    theta.copy_(joint.to(theta.options()).reshape({-1}));
+    return;
+  }
+  auto m = joint.to(torch::kFloat64).reshape({theta_w.size(0), theta_a.size(0)});
+  auto rows = m.mean(1), cols = m.mean(0);
+  theta_w.copy_(rows.to(theta_w.options()));
+  theta_a.copy_((cols - m.mean()).to(theta_a.options()));
+}
+
 // ---------------------------------------------------------------- temperature
 double TemperatureSchedule::at(double t) const {
   t = std::min(1.0, std::max(0.0, t));
@@ -74,7 +100,8 @@ namespace {
 bool single_fp(const std::vector<QuantSpec>& v) { return v.size() == 1 && v[0].is_fp(); }
 }  // namespace
 
-Supernet::Supernet(ModelPtr model, const SearchSpace& space) : model_(std::move(model)), granularity_(space.granularity) {
+Supernet::Supernet(ModelPtr model, const SearchSpace& space, ArchLogits logits)
+    : model_(std::move(model)), granularity_(space.granularity) {
   if (!model_) throw std::invalid_argument("Supernet: no model");
   register_module("model", model_);
   // Facts first, on the float model (no quantizer installed yet).
@@ -137,7 +164,13 @@ Supernet::Supernet(ModelPtr model, const SearchSpace& space) : model_(std::move(
   arch_ = register_module("arch", std::make_shared<torch::nn::Module>());
   for (size_t g = 0; g < groups_.size(); ++g) {
     auto& G = groups_[g];
-    if (G.searched()) G.theta = arch_->register_parameter("g" + std::to_string(g), torch::zeros({G.size()}));
+    const int64_t nw = static_cast<int64_t>(G.cands.weight.size()), na = static_cast<int64_t>(G.cands.act.size());
+    if (G.searched() && logits == ArchLogits::Factored && nw > 1 && na > 1) {
+      G.theta_w = arch_->register_parameter("g" + std::to_string(g) + "w", torch::zeros({nw}));
+      G.theta_a = arch_->register_parameter("g" + std::to_string(g) + "a", torch::zeros({na}));
+    } else if (G.searched()) {
+      G.theta = arch_->register_parameter("g" + std::to_string(g), torch::zeros({G.size()}));
+    }
     // cost vectors over the joint options
     const int64_t n = G.size(), nl = static_cast<int64_t>(G.layers.size());
     std::array<torch::Tensor, kNumCostKinds> oc;
@@ -178,8 +211,14 @@ Supernet::Supernet(ModelPtr model, const SearchSpace& space) : model_(std::move(
 
 std::vector<torch::Tensor> Supernet::arch_parameters() const {
   std::vector<torch::Tensor> out;
-  for (const auto& G : groups_)
-    if (G.searched()) out.push_back(G.theta);
+  for (const auto& G : groups_) {
+    if (G.factored()) {
+      out.push_back(G.theta_w);
+      out.push_back(G.theta_a);
+    } else if (G.searched()) {
+      out.push_back(G.theta);
+    }
+  }
   return out;
 }
 
@@ -205,7 +244,7 @@ void Supernet::sample(SamplingMode mode, double tau, bool arch_grad, uint64_t no
       continue;
     }
     const int64_t nw = static_cast<int64_t>(G.cands.weight.size()), na = static_cast<int64_t>(G.cands.act.size());
-    torch::Tensor th = arch_grad ? G.theta : G.theta.detach();
+    torch::Tensor th = arch_grad ? G.logits() : G.logits().detach();
     torch::Tensor logits = th;
     if (gumbel) logits = logits + gumbel_noise(G.size(), noise_seed, g).to(th.device());
     torch::Tensor y = torch::softmax(logits / tau, 0);
@@ -274,17 +313,17 @@ torch::Tensor Supernet::probabilities(int64_t g) const {
   const auto& G = groups_.at(static_cast<size_t>(g));
   if (!G.searched()) return torch::ones({1}, torch::kFloat64);
   torch::NoGradGuard ng;
-  return torch::softmax(G.theta.detach().to(torch::kCPU, torch::kFloat64), 0);
+  return torch::softmax(G.logits().detach().to(torch::kCPU, torch::kFloat64), 0);
 }
 
 ExpectedCost Supernet::expected_cost() const {
   torch::Device dev = torch::kCPU;
   for (const auto& G : groups_)
-    if (G.searched()) dev = G.theta.device();
+    if (G.searched()) dev = G.logits().device();
   std::array<std::vector<torch::Tensor>, kNumCostKinds> parts;
   for (size_t g = 0; g < groups_.size(); ++g) {
     const auto& G = groups_[g];
-    torch::Tensor pi = G.searched() ? torch::softmax(G.theta.to(torch::kFloat64), 0)
+    torch::Tensor pi = G.searched() ? torch::softmax(G.logits().to(torch::kFloat64), 0)
                                     : torch::ones({1}, torch::dtype(torch::kFloat64).device(dev));
     for (const auto& k : cost_kinds()) {
       const torch::Tensor v = option_cost_[g][static_cast<size_t>(k.kind)].to(dev);

@@ -4,6 +4,8 @@
 // candidate.
 //
 //   pi = softmax(theta)                                  the architecture distribution (derivation, E[cost])
+//   theta = theta_w (+) theta_a  (ArchLogits::Factored, opt-in): one logit per weight and per act candidate,
+//     so pi = pi_w x pi_a and each step's gradient reaches every joint cell sharing its weight or act choice
 //   y  = softmax((theta + g) / tau),  g ~ Gumbel(0, 1)   the mixing weights of one step
 //   soft: mix = y;   hard: mix = onehot(argmax y) + (y - stop_grad(y))   (straight-through)
 //   E[cost] = sum_c pi_c * cost_c   (= the expected cost of a Gumbel-max sample, independent of tau)
@@ -25,6 +27,13 @@ namespace autoqnn::search {
 enum class SamplingMode { Soft, Hard };
 SamplingMode parse_sampling(const std::string& s);  // "soft" | "hard"; throws listing the valid ones
 const char* sampling_name(SamplingMode m);
+
+// How the joint logits of a group are parameterised. Joint: one free logit per (weight, act) pair.
+// Factored: theta[w, a] = theta_w[w] + theta_a[a]; a group with a single weight or act candidate is the
+// same either way and keeps the joint form (so weight-only searches and their states are unchanged).
+enum class ArchLogits { Joint, Factored };
+ArchLogits parse_arch_logits(const std::string& s);  // "joint" | "factored"; throws listing the valid ones
+const char* arch_logits_name(ArchLogits a);
 
 // tau(progress) for progress in [0, 1] over the search epochs.
 struct TemperatureSchedule {
@@ -52,8 +61,15 @@ struct ArchGroup {
   std::string name;             // layer name (per-layer) | "shared" | "shared[<first layer>]"
   std::vector<int64_t> layers;  // indices into Supernet::layers()
   CandidateSet cands;
-  torch::Tensor theta;          // [cands.size()] parameter; undefined for a single candidate
+  torch::Tensor theta;          // Joint: [cands.size()] parameter; undefined when factored or not searched
+  torch::Tensor theta_w, theta_a;  // Factored: [|weight|], [|act|] parameters
   ArchSamplePtr sample;
+  bool factored() const { return theta_w.defined(); }
+  // The joint logits [cands.size()] (index = weight * |act| + act), differentiable w.r.t. the parameters.
+  torch::Tensor logits() const;
+  // Sets the parameters from joint logits: Factored takes the least-squares fit (row means, column
+  // means less the grand mean), exact when the joint logits are additive.
+  void set_logits(const torch::Tensor& joint);
   int64_t size() const { return cands.size(); }
   bool searched() const { return size() > 1; }
 };
@@ -62,7 +78,7 @@ class Supernet : public torch::nn::Module {
  public:
   // Profiles the model (one forward on a single image), resolves the space, installs a MixedQuantizer in
   // the weight and act slot of every QuantLayer and creates theta (zeros = uniform).
-  Supernet(ModelPtr model, const SearchSpace& space);
+  Supernet(ModelPtr model, const SearchSpace& space, ArchLogits logits = ArchLogits::Joint);
 
   torch::Tensor forward(const torch::Tensor& x) { return model_->forward(x); }
   Model& model() { return *model_; }
@@ -73,6 +89,7 @@ class Supernet : public torch::nn::Module {
   int64_t num_weights() const { return num_weights_; }
 
   std::vector<torch::Tensor> arch_parameters() const;
+  void set_logits(int64_t group, const torch::Tensor& joint) { groups_.at(static_cast<size_t>(group)).set_logits(joint); }
   // Every other parameter that requires grad (model weights, learned quantizer parameters).
   std::vector<torch::Tensor> weight_parameters();
 

@@ -336,6 +336,49 @@ TEST(Supernet, SharedGranularityHasOneGroupAndSamplingIsRepeatable) {
   EXPECT_FALSE(torch::equal(gumbel_noise(5, 9, 1), gumbel_noise(5, 10, 1)));
 }
 
+TEST(Supernet, FactoredLogitsAreAnOuterSumAndJointIsTheDefault) {
+  auto space = SearchSpace::from_json(json::parse(R"({"weight": ["binary", "twn", "fixed:{3,8}"],
+       "act": ["fixed:{4,8}", "pact:4"], "overrides": [{"layers": "first", "act": ["fp32"]}]})"));
+  Supernet joint(make_model("lenet5", kCfg), space);
+  EXPECT_EQ(joint.arch_parameters().size(), 5u);  // one joint vector per searched layer
+  EXPECT_EQ(joint.arch_parameters()[1].numel(), 12);
+  Supernet fac(make_model("lenet5", kCfg), space, ArchLogits::Factored);
+  // first layer: one act candidate -> the joint form (4 logits); the others: 4 weight + 3 act logits
+  ASSERT_EQ(fac.arch_parameters().size(), 9u);
+  EXPECT_EQ(fac.arch_parameters()[0].numel(), 4);
+  EXPECT_EQ(fac.arch_parameters()[1].numel(), 4);
+  EXPECT_EQ(fac.arch_parameters()[2].numel(), 3);
+  EXPECT_TRUE(fac.groups()[1].factored());
+  EXPECT_FALSE(fac.groups()[0].factored());
+  // An additive joint prior is represented exactly; pi = pi_w (x) pi_a.
+  auto tw = torch::tensor({0.5, -1.0, 2.0, 0.0}, torch::kFloat64), ta = torch::tensor({1.0, -0.5, 0.25}, torch::kFloat64);
+  fac.set_logits(1, (tw.unsqueeze(1) + ta.unsqueeze(0)).reshape({-1}));
+  auto pi = fac.probabilities(1);
+  auto outer = (torch::softmax(tw, 0).unsqueeze(1) * torch::softmax(ta, 0).unsqueeze(0)).reshape({-1});
+  EXPECT_TRUE(torch::allclose(pi, outer, 1e-6, 1e-6));
+  // differences of the joint logits are kept: index 5 = (weight 1, act 2), index 0 = (weight 0, act 0)
+  EXPECT_NEAR(fac.groups()[1].logits()[5].item<double>() - fac.groups()[1].logits()[0].item<double>(),
+              (-1.0 + 0.25) - (0.5 + 1.0), 1e-5);
+  // E[cost] is differentiable w.r.t. both factors, and sampling reads the factored logits.
+  auto e = fac.expected_cost();
+  e.bops.backward();
+  EXPECT_GT(fac.arch_parameters()[1].grad().abs().sum().item<double>(), 0);
+  EXPECT_GT(fac.arch_parameters()[2].grad().abs().sum().item<double>(), 0);
+  fac.sample(SamplingMode::Hard, 1.0, true, 7);
+  EXPECT_EQ(fac.forward(torch::randn({2, 1, 28, 28})).sizes(), (std::vector<int64_t>{2, 10}));
+  EXPECT_EQ(parse_arch_logits("factored"), ArchLogits::Factored);
+  EXPECT_THROW(parse_arch_logits("outer"), std::invalid_argument);
+  // QSS options: joint logits and every act path by default; old states keep what they said.
+  QssOptions d;
+  EXPECT_EQ(d.arch_logits, ArchLogits::Joint);
+  EXPECT_TRUE(d.all_act_paths);
+  auto back = QssOptions::from_json(json::parse(R"({"all_act_paths": false, "arch_logits": "factored"})"));
+  EXPECT_FALSE(back.all_act_paths);
+  EXPECT_EQ(back.arch_logits, ArchLogits::Factored);
+  EXPECT_EQ(QssOptions::from_json(back.to_json()).arch_logits, ArchLogits::Factored);
+  EXPECT_THROW(QssOptions::from_json(json::parse(R"({"arch_logits": 3})")), std::invalid_argument);
+}
+
 // ================================================================= derivation
 namespace {
 ChoiceProblem random_problem(std::mt19937& rng, int groups, int options) {
@@ -625,6 +668,12 @@ TEST(SearchCli, UsageErrorsInfeasibleBudgetAndARun) {
   r = run_cli(base + " --avg-bits 2 --sampling fuzzy --out " + tmp_dir() + "/cli.json");
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_TRUE(contains(r.out, "fuzzy")) << r.out;
+  r = run_cli(base + " --avg-bits 2 --act-paths some --out " + tmp_dir() + "/cli.json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "--act-paths must be all or sampled, got 'some'")) << r.out;
+  r = run_cli(base + " --avg-bits 2 --arch-logits outer --out " + tmp_dir() + "/cli.json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(contains(r.out, "outer")) << r.out;
   r = run_cli(base + " --avg-bits 0.2 --out " + tmp_dir() + "/cli.json");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "minimum feasible budget is --budget-kib")) << r.out;
