@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "autoqnn/act_stats.h"
 #include "autoqnn/checkpoint.h"
 #include "autoqnn/option_fields.h"
 #include "autoqnn/runtime.h"
@@ -393,6 +394,20 @@ void qpl_bits_from_flags(const FlagValues& f, QplOptions& o) {
   o.init_bits = f.number("init-bits");
 }
 
+std::map<std::string, std::string> qpl_default_acts(Model& model, const TensorDataset& train, double bops_per_mac,
+                                                    double weight_bits, const QplOptions& o, uint64_t seed) {
+  if (!(bops_per_mac > 0) || !(weight_bits > 0)) throw std::invalid_argument("qpl_default_acts: no BOPs budget");
+  const int a = static_cast<int>(
+      std::clamp<long>(std::lround(bops_per_mac / weight_bits), o.act_bits_min, o.act_bits_max));
+  ptq::StatsOptions so;
+  so.batches = 2;
+  so.seed = seed;
+  const auto stats = ptq::collect_act_stats(model, train, so);
+  std::map<std::string, std::string> out;
+  for (const auto& [layer, st] : stats) out[layer] = (st.one_sided() ? "pact:" : "uniform:") + std::to_string(a);
+  return out;
+}
+
 namespace {
 constexpr const char* kAutoSchemeSource = "auto";
 
@@ -408,21 +423,64 @@ double budget_bits(const SearchOptions& opt) {
   return avg_bits(it->second * 1024.0, n);
 }
 
+// The weight bits a BOPs budget is shared with: --avg-bits when given, else the initial or scheme bits.
+// BOPs per MAC: --wa-bits W,A is W x A; --bops is absolute (over the model's MACs). 0 = no BOPs budget.
+double bops_per_mac(const SearchOptions& opt, Model& model) {
+  double p = 0;
+  if (auto it = opt.budgets.find("--wa-bits"); it != opt.budgets.end()) p = it->second;
+  if (auto it = opt.budgets.find("--bops"); it != opt.budgets.end() && it->second > 0) {
+    const double per = it->second / static_cast<double>(std::max<int64_t>(model_macs(model), 1));
+    p = p > 0 ? std::min(p, per) : per;
+  }
+  return p;
+}
+
 // QPL without --qpl-scheme / --qpl-policy: VecQ (every bitwidth 1..8, the best uniform 2-bit scheme at low
 // budgets in docs/results.md) on every layer, bits starting at the budget: --qpl-scheme vecq:round(B)
-// --init-bits B, B = the budget in bits/weight clamped to [--bits-min, --bits-max].
+// --init-bits B, B = the budget in bits/weight clamped to [--bits-min, --bits-max]. Under a BOPs budget
+// without --qpl-act, every layer's act scheme comes from qpl_default_acts.
 SearchResult run_qpl(const SearchOptions& opt) {
   QplOptions o = options_as<QplOptions>(opt.strategy.get(), "qpl");
-  if (o.source != kAutoSchemeSource) return run_search(opt);
-  const double b = std::clamp(budget_bits(opt), static_cast<double>(std::max(o.bits_min, 1)),
-                              static_cast<double>(std::min(o.bits_max, 8)));
-  o.weight = "vecq:" + std::to_string(static_cast<int>(std::lround(b)));
-  if (o.init_bits == 0) o.init_bits = b;
-  char ib[32];
-  std::snprintf(ib, sizeof ib, "%g", o.init_bits);
-  o.source = "default for the budget: --qpl-scheme " + o.weight + " --init-bits " + ib +
-             " --qpl-act " + o.act;
-  log_info("qpl: no --qpl-scheme: " + o.source);
+  const bool auto_scheme = o.source == kAutoSchemeSource;
+  if (!auto_scheme && !o.act_from_budget) return run_search(opt);
+  double b = 0;
+  if (auto_scheme) {
+    b = std::clamp(budget_bits(opt), static_cast<double>(std::max(o.bits_min, 1)),
+                   static_cast<double>(std::min(o.bits_max, 8)));
+    o.weight = "vecq:" + std::to_string(static_cast<int>(std::lround(b)));
+    if (o.init_bits == 0) o.init_bits = b;
+    char ib[32];
+    std::snprintf(ib, sizeof ib, "%g", o.init_bits);
+    o.source = "default for the budget: --qpl-scheme " + o.weight + " --init-bits " + ib;
+  }
+  const bool bops_budget = opt.budgets.count("--wa-bits") || (opt.budgets.count("--bops") && opt.budgets.at("--bops") > 0);
+  bool acts_set = false;
+  if (o.act_from_budget && bops_budget) {
+    CheckpointMeta ck = read_checkpoint_meta(opt.checkpoint);
+    ModelPtr m = opt.model_factory ? opt.model_factory(opt.model, ck.config) : make_model(opt.model, ck.config);
+    const double per_mac = bops_per_mac(opt, *m);
+    if (per_mac > 0) {
+      acts_set = true;
+      load_checkpoint_weights(opt.checkpoint, *m);
+      const double wb = b > 0 ? b : (o.init_bits > 0 ? o.init_bits : QuantSpec::parse(o.weight).bits);
+      Splits splits = load_splits(opt.data);
+      const auto acts = qpl_default_acts(*m, splits.train, per_mac, wb, o, opt.seed);
+      std::map<std::string, int> count;
+      for (const auto& [layer, act] : acts) {
+        json e = o.layers.contains(layer) ? o.layers[layer] : json::object();
+        if (!e.contains("weight")) e["weight"] = o.weight;
+        e["act"] = act;
+        o.layers[layer] = e;
+        ++count[act];
+      }
+      std::string what;
+      for (const auto& [act, n] : count) what += (what.empty() ? "" : ", ") + act + " on " + std::to_string(n);
+      o.source += std::string(o.source.empty() ? "" : "; ") + "acts for the BOPs budget: " + what + " layer(s)";
+    }
+  }
+  if (auto_scheme && !acts_set) o.source += " --qpl-act " + o.act;
+  if (!auto_scheme && !acts_set) return run_search(opt);
+  log_info("qpl: " + o.source);
   SearchOptions s = opt;
   s.strategy = std::make_shared<QplOptions>(o);
   return run_search(s);
@@ -435,7 +493,10 @@ SearchMethod qpl_method() {
   m.summary = "learned bits of given schemes (--qpl-scheme or --qpl-policy)";
   m.flags = {
       {"qpl-scheme", "qpl: weight scheme of every layer, its bits = the initial bitwidth (e.g. vecq:4)", "", false},
-      {"qpl-act", "qpl: activation scheme of every layer (fp32 = not quantized; otherwise its bits are learned too)",
+      {"qpl-act",
+       "qpl: activation scheme of every layer (fp32 = not quantized; otherwise its bits are learned too). Not "
+       "given, under a BOPs budget (--bops, --wa-bits): PACT on layers whose input is never negative, uniform on "
+       "the others, at the budget's act bits; otherwise fp32",
        "fp32", false},
       {"qpl-policy", "qpl: take every layer's weight / act scheme (and initial bits) from this policy", "", false},
   };
@@ -446,6 +507,7 @@ SearchMethod qpl_method() {
     auto o = std::make_shared<QplOptions>();
     qpl_bits_from_flags(f, *o);
     o->act = f.text("qpl-act");
+    o->act_from_budget = !f.has("qpl-act") && !f.has("qpl-policy");
     if (f.has("qpl-policy")) {
       const std::string& p = f.text("qpl-policy");
       o->layers = qpl_layers_from_policy(load_policy(p));
@@ -454,7 +516,7 @@ SearchMethod qpl_method() {
       o->source = kAutoSchemeSource;  // run_qpl picks the scheme from the budget
     } else {
       o->weight = f.text("qpl-scheme");
-      o->source = "--qpl-scheme " + o->weight + " --qpl-act " + o->act;
+      o->source = "--qpl-scheme " + o->weight + (o->act_from_budget ? std::string() : " --qpl-act " + o->act);
     }
     o->validate();
     return o;

@@ -23,11 +23,13 @@
 //   snap_sigma    width of the pseudo-probabilities used by the derivation (0.5)
 //   source        free text recorded with the options (where the schemes came from)
 #pragma once
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "autoqnn/data.h"
 #include "autoqnn/policy.h"
 #include "search/learned_bit_quantizer.h"
 #include "search/search_method.h"
@@ -48,12 +50,21 @@ struct QplOptions : StrategyOptions {
   // Learning rate of the bit parameters (--bit-lr); unset = the driver's architecture optimiser as given.
   // Not part of the JSON form: the driver records the optimiser it ran.
   std::optional<double> bit_lr;
+  // --qpl-act not given (flags only, not in the JSON form): under a BOPs budget run_qpl picks every
+  // layer's act scheme from data (qpl_default_acts); without one the acts stay `act` (fp32).
+  bool act_from_budget = false;
   // Unknown keys and bad values -> std::invalid_argument naming the key.
   static QplOptions from_json(const nlohmann::json& j);
   nlohmann::json to_json() const override;
   std::optional<double> arch_lr() const override { return bit_lr; }
   void validate() const;
 };
+// QPL's activations under a BOPs budget when --qpl-act is not given: {layer: act spec}, PACT where the
+// layer's input, measured on two train batches, is never negative (PACT's range is [0, alpha]: the
+// half-range it would waste on a signed input costs a bit), uniform (signed) elsewhere, e.g. on the
+// normalised image; at A = round(BOPs per MAC / weight_bits) bits, clamped to [act_bits_min, act_bits_max].
+std::map<std::string, std::string> qpl_default_acts(Model& model, const TensorDataset& train, double bops_per_mac,
+                                                    double weight_bits, const QplOptions& o, uint64_t seed);
 // The flags QPL's bit range / learning rate are set by (shared with qss+qpl), and QPL's own flags.
 std::vector<MethodFlag> qpl_bit_flags();
 // Bit range and --bit-lr from the flags (qpl_bit_flags) into `o`.

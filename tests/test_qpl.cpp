@@ -388,6 +388,26 @@ TEST(QplSearch, QssThenQplRecordsBothStagesAndResumes) {
 using autoqnn_test::CliResult;
 using autoqnn_test::run_cli;
 
+TEST(QplDefaults, ActsArePactWhereTheInputIsNeverNegativeAtTheBudgetsBits) {
+  ModelPtr m = make_model("lenet5", kCfg);
+  load_checkpoint_weights(fp32_checkpoint(), *m);
+  torch::manual_seed(4);
+  TensorDataset signed_images{torch::randn({256, 1, 28, 28}), torch::zeros({256}, torch::kLong)};
+  QplOptions o;
+  // 9 BOPs per MAC shared with 3-bit weights -> 3-bit acts; conv1 sees the signed image
+  auto acts = qpl_default_acts(*m, signed_images, 9.0, 3.0, o, 1);
+  ASSERT_EQ(acts.size(), 5u);
+  EXPECT_EQ(acts.at("conv1"), "uniform:3");
+  for (const char* l : {"conv2", "fc1", "fc2", "fc3"}) EXPECT_EQ(acts.at(l), "pact:3") << l;  // after a ReLU
+  // a non-negative input makes the first layer PACT too; the bits clamp to the act range
+  TensorDataset positive{signed_images.images.abs(), signed_images.labels};
+  acts = qpl_default_acts(*m, positive, 100.0, 2.0, o, 1);
+  EXPECT_EQ(acts.at("conv1"), "pact:8");
+  acts = qpl_default_acts(*m, positive, 1.0, 4.0, o, 1);
+  EXPECT_EQ(acts.at("fc1"), "pact:2");
+  EXPECT_THROW(qpl_default_acts(*m, positive, 0.0, 4.0, o, 1), std::invalid_argument);
+}
+
 TEST(QplCli, UsageErrorsAndARun) {
   const std::string base = "search --model lenet5 --dataset synthetic --train-limit 300 --batch-size 50 --threads 2 "
                            "--checkpoint " + fp32_checkpoint() + " --avg-bits 2.5 --epochs 1 --warmup 0";
@@ -398,6 +418,19 @@ TEST(QplCli, UsageErrorsAndARun) {
   EXPECT_EQ(r.rc, 0) << r.out;
   EXPECT_TRUE(contains(r.out, "--qpl-scheme vecq:3 --init-bits 2.5")) << r.out;
   EXPECT_EQ(load_policy(auto_out).search["strategy"]["weight"], "vecq:3");
+  EXPECT_EQ(load_policy(auto_out).layers[1].act.to_string(), "fp32");  // no BOPs budget: acts not quantized
+  // under a BOPs budget without --qpl-act: every layer's act scheme at the budget's act bits (7.5 / 2.5 = 3)
+  r = run_cli(base + " --method qpl --wa-bits 2.5,3 --out " + auto_out);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_TRUE(contains(r.out, "acts for the BOPs budget: ")) << r.out;
+  Policy wa = load_policy(auto_out);
+  int64_t macs = 0;
+  for (const auto& l : wa.layers) macs += l.macs;
+  EXPECT_LE(wa.totals.bops, 7.5 * static_cast<double>(macs) * (1 + 1e-9));
+  for (const auto& l : wa.layers) {
+    EXPECT_TRUE(l.act.scheme == "pact" || l.act.scheme == "uniform") << l.name << " " << l.act.to_string();
+    if (l.name != "conv1") EXPECT_EQ(l.act.scheme, "pact") << l.name;  // inputs after a ReLU
+  }
   r = run_cli(base + " --method qss+qpl --qpl-scheme vecq:4 --out " + out);
   EXPECT_EQ(r.rc, 2) << r.out;
   r = run_cli(base + " --method qpl --qpl-scheme nosuch:4 --out " + out);
