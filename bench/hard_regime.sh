@@ -89,7 +89,7 @@ if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
           extra=(--sensitivity "$sens")
         else
           extra=(--arch-lr 0.05 --epochs 1 --warmup 0)
-          [ "$method" = qpl ] && extra=(--bit-lr 0.1 --qpl-act "uniform:$k" --epochs 1 --warmup 0)
+          [ "$method" = qpl ] && extra=(--bit-lr 0.1 --epochs 1 --warmup 0)  # acts: QPL's default for the BOPs budget
           [ "$method" = qss+qpl ] && extra+=(--bit-lr 0.1)
         fi
         "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \

@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "autoqnn/number_list.h"
+
 namespace autoqnn::search {
 
 using nlohmann::json;
@@ -127,28 +129,15 @@ Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_wei
   return b;
 }
 
-std::vector<double> parse_number_list(const std::string& text, const std::string& flag) {
-  std::vector<double> out;
-  std::stringstream ss(text);
-  std::string cell;
-  while (std::getline(ss, cell, ',')) {
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(cell, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (cell.empty() || used != cell.size() || !(v > 0) || !std::isfinite(v))
-      throw std::invalid_argument(flag + ": '" + cell + "' in '" + text + "' is not a positive number");
-    out.push_back(v);
-  }
-  if (out.empty()) throw std::invalid_argument(flag + ": no value given");
+std::vector<double> parse_budget_list(const std::string& text, const std::string& flag) {
+  std::vector<double> out = parse_number_list(text, flag);
+  for (double v : out)
+    if (!(v > 0)) throw std::invalid_argument(flag + ": " + fmt("%g", v) + " in '" + text + "' is not a positive number");
   return out;
 }
 
 double parse_wa_bits(const std::string& text) {
-  const std::vector<double> wa = parse_number_list(text, "--wa-bits");
+  const std::vector<double> wa = parse_budget_list(text, "--wa-bits");
   if (wa.size() != 2) throw std::invalid_argument("--wa-bits takes W,A (two bitwidths), got '" + text + "'");
   for (double v : wa)
     if (!(v >= 1 && v <= 32))

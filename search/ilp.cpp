@@ -274,8 +274,8 @@ SearchMethod ilp_method() {
   m.options_from_flags = [](const FlagValues& f) {
     auto o = std::make_shared<IlpOptions>();
     o->sensitivity = f.text("sensitivity");
-    if (f.has("budgets")) o->budgets_bits = parse_number_list(f.text("budgets"), "--budgets");
-    if (f.has("budgets-kib")) o->budgets_kib = parse_number_list(f.text("budgets-kib"), "--budgets-kib");
+    if (f.has("budgets")) o->budgets_bits = parse_budget_list(f.text("budgets"), "--budgets");
+    if (f.has("budgets-kib")) o->budgets_kib = parse_budget_list(f.text("budgets-kib"), "--budgets-kib");
     o->solver = parse_alloc_solver(f.text("ilp-solver"));
     return o;
   };

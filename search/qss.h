@@ -6,7 +6,8 @@
 //   sampling      "hard" (default): straight-through Gumbel: the forward value is the sampled candidate;
 //                 weight steps evaluate only the sampled candidates, architecture steps evaluate every
 //                 weight candidate (the unsampled ones without autograd) and only the sampled act
-//                 candidate unless all_act_paths. ~1.4x an FP32 step on ResNet-20 (docs/benchmarks.md)
+//                 candidate (every act candidate when all_act_paths). ~1.7x an FP32 step on ResNet-20,
+//                 1.4x without all_act_paths (docs/benchmarks.md)
 //                 "soft": every candidate evaluated and mixed by y = softmax((theta + g) / tau), ~2x
 //   tau_start, tau_end, tau_schedule   5, 0.1, "exp" (see TemperatureSchedule)
 //   arch_logits   "joint" (default): a logit per (weight, act) pair | "factored": theta_w[w] + theta_a[a]

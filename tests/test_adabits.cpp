@@ -97,6 +97,8 @@ TEST(AdaBits, SwitchableQuantizerHasOneClipPerBitwidth) {
                std::invalid_argument);
   EXPECT_THROW(parse_bits_list("8,x"), std::invalid_argument);
   EXPECT_THROW(parse_bits_list("8,8"), std::invalid_argument);
+  EXPECT_THROW(parse_bits_list("8,4.5"), std::invalid_argument);
+  EXPECT_THROW(parse_bits_list("8,1e300"), std::invalid_argument);
   EXPECT_EQ(parse_bits_list("8,6,5,4"), (std::vector<int>{8, 6, 5, 4}));
 }
 

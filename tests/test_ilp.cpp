@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "autoqnn/policy.h"
+#include "autoqnn/number_list.h"
 #include "search/allocation.h"
 #include "search/constraints.h"
 #include "search/ilp.h"
@@ -201,11 +202,19 @@ TEST(Allocation, DpAndGlpkAgreeAndAreOptimalOnSmallProblems) {
 }
 
 TEST(Allocation, NumberListsAndSolverNames) {
-  EXPECT_EQ(parse_number_list("1,1.25,3", "--budgets"), (std::vector<double>{1, 1.25, 3}));
-  EXPECT_TRUE(autoqnn_test::contains(autoqnn_test::error_of([] { parse_number_list("1,x", "--budgets"); }),
+  // the one parser of comma lists (autoqnn/number_list.h) and the budgets' positive lists on top of it
+  EXPECT_EQ(autoqnn::parse_number_list("0.5,-2,3e1", "--mean"), (std::vector<double>{0.5, -2, 30}));
+  for (const char* bad : {"", "1,", ",1", "1,,2", "2x", "1,x", "nan", "inf", "1 2"})
+    EXPECT_THROW(autoqnn::parse_number_list(bad, "--mean"), std::invalid_argument) << bad;
+  EXPECT_TRUE(autoqnn_test::contains(autoqnn_test::error_of([] { autoqnn::parse_number_list("1,x", "--mean"); }),
+                                     "--mean: 'x' in '1,x' is not a number"));
+  EXPECT_EQ(parse_budget_list("1,1.25,3", "--budgets"), (std::vector<double>{1, 1.25, 3}));
+  EXPECT_TRUE(autoqnn_test::contains(autoqnn_test::error_of([] { parse_budget_list("1,x", "--budgets"); }),
                                      "--budgets: 'x'"));
-  EXPECT_THROW(parse_number_list("1,-2", "--budgets"), std::invalid_argument);
-  EXPECT_THROW(parse_number_list("", "--budgets"), std::invalid_argument);
+  EXPECT_TRUE(autoqnn_test::contains(autoqnn_test::error_of([] { parse_budget_list("1,-2", "--budgets"); }),
+                                     "--budgets: -2 in '1,-2' is not a positive number"));
+  EXPECT_THROW(parse_budget_list("0", "--budgets"), std::invalid_argument);
+  EXPECT_THROW(parse_budget_list("", "--budgets"), std::invalid_argument);
   EXPECT_EQ(parse_alloc_solver("glpk"), AllocSolver::Glpk);
   EXPECT_THROW(parse_alloc_solver("cplex"), std::invalid_argument);
 }

@@ -1,10 +1,12 @@
 #include "autoqnn/adabits.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "autoqnn/number_list.h"
 #include "autoqnn/switchable_bn.h"
 #include "quantizers/registry.h"
 
@@ -151,19 +153,10 @@ AdaBitsPlan AdaBitsPlan::from_json(const nlohmann::json& j, const std::string& s
 
 std::vector<int> parse_bits_list(const std::string& text, const std::string& what) {
   std::vector<int> out;
-  std::stringstream ss(text);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) {
-    size_t pos = 0;
-    int v = 0;
-    try {
-      v = std::stoi(tok, &pos);
-    } catch (const std::exception&) {
-      pos = std::string::npos;
-    }
-    if (pos != tok.size() || tok.empty())
-      throw std::invalid_argument(what + ": '" + tok + "' is not an integer (expected e.g. 8,6,5,4)");
-    out.push_back(v);
+  for (double v : parse_number_list(text, what)) {
+    if (v != std::floor(v) || std::abs(v) > 1e6)
+      throw std::invalid_argument(what + ": '" + text + "': " + std::to_string(v) + " is not an integer (expected e.g. 8,6,5,4)");
+    out.push_back(static_cast<int>(v));
   }
   check_bits_list(out, what);
   return out;

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "autoqnn/data_folder.h"
+#include "autoqnn/number_list.h"
 #include "autoqnn/runtime.h"
 
 namespace autoqnn::cli {
@@ -29,23 +30,11 @@ FolderFlags& folder_flags() {
 
 // "1,2.5,3" -> numbers; a bad list is a usage error naming the flag.
 std::vector<double> number_list(const std::string& flag, const std::string& text) {
-  std::vector<double> v;
-  std::stringstream ss(text);
-  std::string tok;
-  while (std::getline(ss, tok, ',')) {
-    size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(tok, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != tok.size() || !std::isfinite(x))
-      throw UsageError("--" + flag + " '" + text + "': expected a comma list of numbers");
-    v.push_back(x);
+  try {
+    return parse_number_list(text, "--" + flag);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string(e.what()) + " (expected a comma list of numbers)");
   }
-  if (v.empty()) throw UsageError("--" + flag + " '" + text + "': expected a comma list of numbers");
-  return v;
 }
 
 // Checks the image-folder flags and hands them to the folder reader (data_folder.h).
