@@ -8,18 +8,13 @@
 #include <string>
 #include <utility>
 
-#include "autoqnn/number_list.h"
+#include "autoqnn/number_text.h"
 
 namespace autoqnn::search {
 
 using nlohmann::json;
 
 namespace {
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 // Rounded up at `digits` decimals: a printed minimum is always feasible when passed back.
 double ceil_to(double v, int digits) {
   double s = std::pow(10.0, digits);
@@ -27,10 +22,10 @@ double ceil_to(double v, int digits) {
 }
 // A value in a flag's units as the flag takes it ("--budget-kib 1.235"), rounded up.
 std::string flag_value(const char* flag, double v, int decimals) {
-  if (decimals < 0) return std::string(flag) + fmt(" %.6g", v);
+  if (decimals < 0) return std::string(flag) + format_number(" %.6g", v);
   char f[16];
   std::snprintf(f, sizeof f, " %%.%df", decimals);
-  return std::string(flag) + fmt(f, ceil_to(v, decimals));
+  return std::string(flag) + format_number(f, ceil_to(v, decimals));
 }
 }  // namespace
 
@@ -76,7 +71,7 @@ std::string Budgets::describe(int64_t n) const {
   for (const auto& c : constraints) {
     const auto& t = cost_kind(c.kind);
     s += (s.empty() ? "" : ", ") + std::string(t.what) + " <= " + t.format(c.limit);
-    if (c.kind == CostKind::WeightBytes) s += fmt(" (%.3f bits/weight", avg_bits(c.limit, n)) + ", " + c.source + ")";
+    if (c.kind == CostKind::WeightBytes) s += format_number(" (%.3f bits/weight", avg_bits(c.limit, n)) + ", " + c.source + ")";
     else if (t.per_mac_flag && c.source.rfind(t.per_mac_flag, 0) == 0) s += " (" + c.source + ")";
   }
   return s;
@@ -102,9 +97,9 @@ Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_wei
     if (per_mac != flags.end()) {
       const double v = per_mac->second;  // W * A
       if (!(v > 0) || !std::isfinite(v))
-        throw std::invalid_argument(std::string(t.per_mac_flag) + ": W x A must be a positive number, got " + fmt("%g", v));
+        throw std::invalid_argument(std::string(t.per_mac_flag) + ": W x A must be a positive number, got " + format_number("%g", v));
       if (macs <= 0) throw std::invalid_argument(std::string(t.per_mac_flag) + ": the model's MACs are not known");
-      b.set(t.kind, v * static_cast<double>(macs), std::string(t.per_mac_flag) + " (W x A = " + fmt("%g", v) + ")");
+      b.set(t.kind, v * static_cast<double>(macs), std::string(t.per_mac_flag) + " (W x A = " + format_number("%g", v) + ")");
       continue;
     }
     if (t.required && given == flags.end() && per_weight == flags.end())
@@ -113,17 +108,17 @@ Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_wei
     if (per_weight != flags.end()) {
       const double v = per_weight->second;
       if (!(v > 0) || !std::isfinite(v))
-        throw std::invalid_argument(std::string(t.per_weight_flag) + " must be a positive number, got " + fmt("%g", v));
+        throw std::invalid_argument(std::string(t.per_weight_flag) + " must be a positive number, got " + format_number("%g", v));
       if (num_weights <= 0)
         throw std::invalid_argument(std::string(t.per_weight_flag) + ": the model has no quantizable weight");
-      b.set(t.kind, v * static_cast<double>(num_weights) / 8.0, std::string(t.per_weight_flag) + " " + fmt("%g", v));
+      b.set(t.kind, v * static_cast<double>(num_weights) / 8.0, std::string(t.per_weight_flag) + " " + format_number("%g", v));
     } else if (given != flags.end()) {
       const double v = given->second;
       if (t.required && (!(v > 0) || !std::isfinite(v)))
-        throw std::invalid_argument(std::string(t.flag) + " must be a positive number, got " + fmt("%g", v));
+        throw std::invalid_argument(std::string(t.flag) + " must be a positive number, got " + format_number("%g", v));
       if (!t.required && (v < 0 || !std::isfinite(v)))
-        throw std::invalid_argument(std::string(t.flag) + " must be positive (0 = no limit), got " + fmt("%g", v));
-      if (v > 0) b.set(t.kind, v * t.flag_unit, std::string(t.flag) + " " + fmt("%g", v));
+        throw std::invalid_argument(std::string(t.flag) + " must be positive (0 = no limit), got " + format_number("%g", v));
+      if (v > 0) b.set(t.kind, v * t.flag_unit, std::string(t.flag) + " " + format_number("%g", v));
     }
   }
   return b;
@@ -132,7 +127,7 @@ Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_wei
 std::vector<double> parse_budget_list(const std::string& text, const std::string& flag) {
   std::vector<double> out = parse_number_list(text, flag);
   for (double v : out)
-    if (!(v > 0)) throw std::invalid_argument(flag + ": " + fmt("%g", v) + " in '" + text + "' is not a positive number");
+    if (!(v > 0)) throw std::invalid_argument(flag + ": " + format_number("%g", v) + " in '" + text + "' is not a positive number");
   return out;
 }
 
@@ -188,9 +183,9 @@ void check_feasible(const ChoiceProblem& p, const Budgets& b) {
     const double lo = m.at(c.kind);
     if (!(c.limit < lo)) continue;
     std::string msg = std::string(t.label) + " budget " + t.format(c.limit);
-    if (t.per_weight_flag) msg += fmt(" (%.4g bits/weight", avg_bits(c.limit, n)) + ", " + c.source + ")";
+    if (t.per_weight_flag) msg += format_number(" (%.4g bits/weight", avg_bits(c.limit, n)) + ", " + c.source + ")";
     msg += " is below the smallest policy of the search space: " + t.format(lo);
-    if (t.per_weight_flag) msg += " = " + fmt("%.0f bytes", lo) + fmt(" (%.4g bits/weight)", avg_bits(lo, n));
+    if (t.per_weight_flag) msg += " = " + format_number("%.0f bytes", lo) + format_number(" (%.4g bits/weight)", avg_bits(lo, n));
     msg += "; the minimum feasible budget is " + flag_value(t.flag, lo / t.flag_unit, t.min_decimals);
     if (t.per_weight_flag) msg += " or " + flag_value(t.per_weight_flag, avg_bits(lo, n), 3);
     throw InfeasibleBudget(msg, m);

@@ -59,7 +59,7 @@ struct Budgets {
 // MACs per image (the per-weight and per-MAC forms). Throws std::invalid_argument naming the flag for a
 // missing / doubled / non-positive value.
 Budgets make_budgets(const std::map<std::string, double>& flags, int64_t num_weights, int64_t macs = 0);
-// "1,1.25,1.5" -> {1, 1.25, 1.5} (autoqnn/number_list.h); every value positive; errors name the flag.
+// "1,1.25,1.5" -> {1, 1.25, 1.5} (autoqnn/number_text.h); every value positive; errors name the flag.
 std::vector<double> parse_budget_list(const std::string& text, const std::string& flag);
 // "W,A" of --wa-bits -> W * A; each bitwidth in [1, 32]. Throws std::invalid_argument naming the flag.
 double parse_wa_bits(const std::string& text);

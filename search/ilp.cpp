@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -13,6 +12,7 @@
 #include "autoqnn/data.h"
 #include "autoqnn/data_folder.h"
 #include "autoqnn/data_files.h"
+#include "autoqnn/number_text.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/sensitivity.h"
@@ -42,12 +42,6 @@ IlpOptions IlpOptions::from_json(const json& j) {
 }
 
 namespace {
-
-std::string fmtd(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
 
 std::string canonical(const std::string& spec, quant::Role role) {
   return quant::validate_spec(quant::QuantSpec::parse(spec), role).to_string();
@@ -132,12 +126,12 @@ SearchResult run_ilp(const SearchOptions& opt) {
     if (common.count("--avg-bits") || common.count("--budget-kib"))
       throw std::invalid_argument("give either --budgets / --budgets-kib (a front) or --avg-bits / --budget-kib, not both");
     for (double v : io.budgets_bits) {
-      Front f{fmtd("%g", v) + "bits", common};
+      Front f{format_number("%g", v) + "bits", common};
       f.flags["--avg-bits"] = v;
       front.push_back(f);
     }
     for (double v : io.budgets_kib) {
-      Front f{fmtd("%g", v) + "kib", common};
+      Front f{format_number("%g", v) + "kib", common};
       f.flags["--budget-kib"] = v;
       front.push_back(f);
     }
@@ -193,7 +187,7 @@ SearchResult run_ilp(const SearchOptions& opt) {
     }
   }
   const double analysis_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log_info("ilp: sensitivity table " + table_source + fmtd(" (%.1f s)", analysis_s) +
+  log_info("ilp: sensitivity table " + table_source + format_number(" (%.1f s)", analysis_s) +
            (accuracy ? "; quality = -drop - 0.01 x weight error" : "; quality = -weight error (no accuracy)"));
 
   // ---- one exact solve per budget
@@ -243,8 +237,8 @@ SearchResult run_ilp(const SearchOptions& opt) {
     if (is_folder_dataset(opt.data.dataset)) prov["classes"] = folder_class_names(opt.data.dataset);
     save_searched_policy(out, policy, prov);
     csv << (front[i].tag.empty() ? budgets[i].describe(N) : front[i].tag) << "," << d.cost.weight_bytes << ","
-        << fmtd("%.4f", avg_bits(d.cost.weight_bytes, N)) << "," << d.cost.act_bytes << "," << fmtd("%.6g", d.cost.bops)
-        << "," << fmtd("%.6g", choice_quality(problem, d.choice)) << "," << a.solver << "," << fmtd("%.3f", solve_s)
+        << format_number("%.4f", avg_bits(d.cost.weight_bytes, N)) << "," << d.cost.act_bytes << "," << format_number("%.6g", d.cost.bops)
+        << "," << format_number("%.6g", choice_quality(problem, d.choice)) << "," << a.solver << "," << format_number("%.3f", solve_s)
         << "," << out << "\n";
     last.policy = std::move(policy);
     last.derivation = d;
@@ -252,7 +246,7 @@ SearchResult run_ilp(const SearchOptions& opt) {
   if (front.size() > 1) {
     atomic_write_text(stem + ".front.csv", csv.str());
     log_info("ilp: front of " + std::to_string(front.size()) + " policies: " + stem + ".front.csv" +
-             fmtd(" (%.1f s in all)", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+             format_number(" (%.1f s in all)", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
   }
   return last;
 }

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <sstream>
 #include <stdexcept>
 
@@ -10,6 +9,7 @@
 #include "autoqnn/checkpoint_classes.h"
 #include "autoqnn/data_folder.h"
 #include "autoqnn/distributed.h"
+#include "autoqnn/number_text.h"
 #include "autoqnn/runtime.h"
 #include "autoqnn/switchable_bn.h"
 #include "autoqnn/trainer.h"
@@ -58,12 +58,6 @@ ModelFactory factory_or_default(const ModelFactory& f) {
   return [](const std::string& name, const ModelConfig& cfg) { return make_model(name, cfg); };
 }
 
-std::string fmtd(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
-
 double cosine_lr(double base, double t) { return base * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, std::max(0.0, t)))); }
 
 // Builds the policy of a choice on a fresh (unquantized) instance of the model and cross-checks the
@@ -81,8 +75,8 @@ Policy build_policy(SearchStrategy& strat, const FinishStep& f, const Derivation
   const Cost pc{static_cast<double>(p.totals.weight_bytes), static_cast<double>(p.totals.act_bytes), p.totals.bops};
   for (const auto& k : cost_kinds())
     if (std::abs(pc.at(k.kind) - d.cost.at(k.kind)) > 1e-6 * std::max(1.0, d.cost.at(k.kind)))
-      log_warn(std::string("search: the policy accounts ") + k.label + " cost " + fmtd("%.6g", pc.at(k.kind)) +
-               ", the derivation " + fmtd("%.6g", d.cost.at(k.kind)));
+      log_warn(std::string("search: the policy accounts ") + k.label + " cost " + format_number("%.6g", pc.at(k.kind)) +
+               ", the derivation " + format_number("%.6g", d.cost.at(k.kind)));
   if (!within(pc, f.budgets))
     throw std::logic_error("search: the derived policy exceeds the budget by the policy's own accounting (" +
                            format_kib(pc.weight_bytes) + "); please report this");
@@ -377,7 +371,7 @@ SearchResult run_search(const SearchOptions& opt) {
       auto loss = torch::nn::functional::cross_entropy(logits, y);
       double lv = loss.item<double>();
       if (!std::isfinite(lv))
-        throw std::runtime_error("search diverged (loss " + fmtd("%g", lv) + ") in epoch " + std::to_string(e + 1) +
+        throw std::runtime_error("search diverged (loss " + format_number("%g", lv) + ") in epoch " + std::to_string(e + 1) +
                                  ", step " + std::to_string(s + 1) + "; try a lower --lr");
       sgd.zero_grad();
       const double share = static_cast<double>(x.size(0)) / static_cast<double>(train_it.global_batch_size());
@@ -553,7 +547,7 @@ SearchResult finish_search(SearchStrategy& strat, const FinishStep& f) {
   if (json lj = strat.learned_json(); !lj.is_null()) prov["learned_bits"] = lj;
   save_searched_policy(f.out, policy, prov);
   log_info("search: " + f.how + ": " + format_kib(d.cost.weight_bytes) +
-           fmtd(" (%.3f bits/weight)", avg_bits(d.cost.weight_bytes, N)) + " for a budget of " +
+           format_number(" (%.3f bits/weight)", avg_bits(d.cost.weight_bytes, N)) + " for a budget of " +
            format_kib(f.budgets.limit(CostKind::WeightBytes)) + "; E[size] " + format_kib(ex.weight_bytes) + "; " +
            std::to_string(d.downgrades) + " repair downgrade(s), " + std::to_string(d.upgrades) +
            " refill upgrade(s), " + std::to_string(d.fills) + " budget-fill upgrade(s)");
@@ -573,7 +567,7 @@ void save_searched_policy(const std::string& out, Policy& policy, json provenanc
   policy.search = std::move(provenance);
   save_policy(out, policy);
   log_info("search: policy " + out + " (" + policy.search.value("method", "?") + "): " +
-           format_kib(static_cast<double>(policy.totals.weight_bytes)) + fmtd(" (%.3f bits/weight)",
+           format_kib(static_cast<double>(policy.totals.weight_bytes)) + format_number(" (%.3f bits/weight)",
                                                                            policy.totals.avg_weight_bits));
 }
 

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "autoqnn/policy.h"
-#include "autoqnn/number_list.h"
+#include "autoqnn/number_text.h"
 #include "search/allocation.h"
 #include "search/constraints.h"
 #include "search/ilp.h"
@@ -202,7 +202,7 @@ TEST(Allocation, DpAndGlpkAgreeAndAreOptimalOnSmallProblems) {
 }
 
 TEST(Allocation, NumberListsAndSolverNames) {
-  // the one parser of comma lists (autoqnn/number_list.h) and the budgets' positive lists on top of it
+  // the one parser of comma lists (autoqnn/number_text.h) and the budgets' positive lists on top of it
   EXPECT_EQ(autoqnn::parse_number_list("0.5,-2,3e1", "--mean"), (std::vector<double>{0.5, -2, 30}));
   for (const char* bad : {"", "1,", ",1", "1,,2", "2x", "1,x", "nan", "inf", "1 2"})
     EXPECT_THROW(autoqnn::parse_number_list(bad, "--mean"), std::invalid_argument) << bad;

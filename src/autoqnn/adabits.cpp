@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "autoqnn/number_list.h"
+#include "autoqnn/number_text.h"
 #include "autoqnn/switchable_bn.h"
 #include "quantizers/registry.h"
 

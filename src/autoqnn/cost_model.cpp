@@ -1,9 +1,9 @@
 #include "autoqnn/cost_model.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <stdexcept>
 
+#include "autoqnn/number_text.h"
 #include "quantizers/registry.h"
 
 namespace autoqnn {
@@ -82,20 +82,12 @@ Cost layer_cost(const LayerDims& d, const quant::QuantSpec& weight, const quant:
   return c;
 }
 
-namespace {
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-}  // namespace
-
-std::string format_kib(double bytes) { return fmt("%.3f KiB", bytes / 1024.0); }
+std::string format_kib(double bytes) { return format_number("%.3f KiB", bytes / 1024.0); }
 
 std::string format_bops(double b) {
-  if (b >= 1e9) return fmt("%.4g GBOPs", b / 1e9);
-  if (b >= 1e6) return fmt("%.4g MBOPs", b / 1e6);
-  return fmt("%.6g BOPs", b);
+  if (b >= 1e9) return format_number("%.4g GBOPs", b / 1e9);
+  if (b >= 1e6) return format_number("%.4g MBOPs", b / 1e6);
+  return format_number("%.6g BOPs", b);
 }
 
 double avg_bits(double bytes, int64_t n) { return n > 0 ? 8.0 * bytes / static_cast<double>(n) : 0.0; }

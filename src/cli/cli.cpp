@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "autoqnn/data_folder.h"
-#include "autoqnn/number_list.h"
+#include "autoqnn/number_text.h"
 #include "autoqnn/runtime.h"
 
 namespace autoqnn::cli {

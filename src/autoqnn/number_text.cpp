@@ -1,6 +1,7 @@
-#include "autoqnn/number_list.h"
+#include "autoqnn/number_text.h"
 
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 #include <stdexcept>
 
@@ -25,6 +26,12 @@ std::vector<double> parse_number_list(const std::string& text, const std::string
   if (out.empty()) throw std::invalid_argument(what + ": no value given");
   if (text.back() == ',') throw std::invalid_argument(what + ": '" + text + "' ends with a comma");
   return out;
+}
+
+std::string format_number(const char* printf_format, double v) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, printf_format, v);
+  return buf;
 }
 
 }  // namespace autoqnn
