@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <iostream>
-#include <sstream>
 
 #include "autoqnn/data_folder.h"
 #include "autoqnn/number_text.h"
@@ -94,18 +93,15 @@ ModelConfig CommonOptions::model_config() const {
                        std::to_string(info.num_classes) + " classes");
   }
   if (!input_shape.empty()) {
-    std::vector<int64_t> v;
-    std::stringstream ss(input_shape);
-    std::string tok;
-    try {
-      while (std::getline(ss, tok, ',')) v.push_back(std::stoll(tok));
-    } catch (const std::exception&) {
-      v.clear();
-    }
-    if (v.size() != 3 || v[0] <= 0 || v[1] <= 0 || v[1] != v[2])
-      throw UsageError("--input-shape '" + input_shape + "': expected C,H,W with H == W (square images), e.g. 3,32,32");
-    m.in_channels = v[0];
-    m.image_size = v[1];
+    const std::vector<double> v = number_list("input-shape", input_shape);
+    const std::string shape = "--input-shape '" + input_shape + "': ";
+    if (v.size() != 3) throw UsageError(shape + "expected C,H,W (three numbers), e.g. 3,32,32");
+    for (double x : v)
+      if (!(x >= 1) || x != std::floor(x) || x > 1e6)
+        throw UsageError(shape + "each of C,H,W must be a positive integer, e.g. 3,32,32");
+    if (v[1] != v[2]) throw UsageError(shape + "H and W differ; the models take square images (H == W)");
+    m.in_channels = static_cast<int64_t>(v[0]);
+    m.image_size = static_cast<int64_t>(v[1]);
     if (is_folder_dataset(dataset) && (m.in_channels != info.channels || m.image_size != info.height))
       throw UsageError("--input-shape " + input_shape + " does not fit data set '" + dataset + "', whose images are " +
                        std::to_string(info.channels) + "," + std::to_string(info.height) + "," +
