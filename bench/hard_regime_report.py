@@ -3,7 +3,8 @@
 
 Reads results/hard_regime.csv (weights only) and, next to it, results/hard_regime_wa.csv (weights +
 activations under BOPs budgets, `hard_regime.sh --wa`). Writes the tables between the `hard-regime` and
-`hard-regime-wa` markers of docs/results.md and, when gnuplot is installed, results/hard_regime_<model>.png.
+`hard-regime-wa` markers of docs/results.md and, when gnuplot is installed, results/hard_regime_<model>.png
+and results/hard_regime_wa_<model>.png (top-1 against BOPs).
 The uniform envelope at B bits/weight is the straight line between the best 1-bit and the best 2-bit
 uniform policy of the same model (nominal bits, means over seeds).
 Usage: bench/hard_regime_report.py [CSV]
@@ -182,3 +183,28 @@ set key bottom right
 plot {', '.join(plots)}
 """
         subprocess.run(["gnuplot"], input=gp.encode(), check=False)
+    # W+A: accuracy against BOPs, one point per run
+    if os.path.exists(wa_path):
+        wrows = list(csv.DictReader(open(wa_path)))
+        for model in sorted({r["model"] for r in wrows}):
+            series = {}
+            for r in wrows:
+                if r["model"] == model:
+                    name = r["method"] if r["method"] != "uniform" else "uniform " + r["config"].split(":", 1)[1]
+                    series.setdefault(name, []).append(f"{float(r['bops']) / 1e6} {float(r['top1']) * 100}")
+            plots = []
+            for m, pts in sorted(series.items()):
+                dat = f"runs/hard/plot_wa_{model}_{re.sub(r'[^A-Za-z0-9]+', '_', m)}.dat"
+                open(dat, "w").write("\n".join(pts) + "\n")
+                plots.append(f'"{dat}" with points pt 7 ps 1.1 title "{m}"')
+            gp = f"""set terminal pngcairo size 900,600 noenhanced
+set output "results/hard_regime_wa_{model}.png"
+set grid
+set logscale x 2
+set xlabel "MBOPs per image (log scale)"
+set ylabel "test top-1 (%)"
+set title "{model} / Fashion-MNIST, weights + activations under BOPs budgets (quick recipe)"
+set key bottom right
+plot {', '.join(plots)}
+"""
+            subprocess.run(["gnuplot"], input=gp.encode(), check=False)
