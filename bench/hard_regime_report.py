@@ -156,6 +156,22 @@ if os.path.exists(wa_path):
 
 print("\n".join(["", "misses:"] + misses))
 
+
+def plot(out, title, xlabel, series, lines=(), logx=False):
+    """One PNG: a point series per method (name -> ["x y", ...]) and optional line series (name, points)."""
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", os.path.basename(out).rsplit(".", 1)[0])
+    plots = []
+    for kind, items in (("points pt 7 ps 1.2", sorted(series.items())), ("lines dt 2", list(lines))):
+        for name, pts in items:
+            dat = f"runs/hard/plot_{stem}_{re.sub(r'[^A-Za-z0-9]+', '_', name)}.dat"
+            open(dat, "w").write("\n".join(pts) + "\n")
+            plots.append(f'"{dat}" with {kind} title "{name}"')
+    gp = "\n".join(["set terminal pngcairo size 900,600 noenhanced", f'set output "{out}"', "set grid",
+                    "set logscale x 2" if logx else "", f'set xlabel "{xlabel}"', 'set ylabel "test top-1 (%)"',
+                    f'set title "{title}"', "set key bottom right", "plot " + ", ".join(plots), ""])
+    subprocess.run(["gnuplot"], input=gp.encode(), check=False)
+
+
 if shutil.which("gnuplot"):
     os.makedirs("runs/hard", exist_ok=True)
     for model in models:
@@ -163,26 +179,13 @@ if shutil.which("gnuplot"):
         for r in rows:
             if r["model"] == model:
                 series.setdefault(r["method"], []).append(f"{float(r['avg_bits'])} {float(r['top1']) * 100}")
-        plots = []
-        for m, pts in series.items():
-            dat = f"runs/hard/plot_{model}_{m.replace('+', '_')}.dat"
-            open(dat, "w").write("\n".join(pts) + "\n")
-            plots.append(f'"{dat}" with points pt 7 ps 1.3 title "{m}"')
         best = best_by_model[model]
+        env = []
         if 1 in best and 2 in best:
-            env = f"runs/hard/plot_{model}_envelope.dat"
-            open(env, "w").write(f"{best[1][1]['bits']} {best[1][1]['mean']}\n{best[2][1]['bits']} {best[2][1]['mean']}\n")
-            plots.append(f'"{env}" with lines dt 2 title "uniform envelope"')
-        gp = f"""set terminal pngcairo size 900,600 noenhanced
-set output "results/hard_regime_{model}.png"
-set grid
-set xlabel "average weight bits"
-set ylabel "test top-1 (%)"
-set title "{model} / Fashion-MNIST, 1-2 bits/weight (quick recipe: 12k images, 1-epoch search + finetune)"
-set key bottom right
-plot {', '.join(plots)}
-"""
-        subprocess.run(["gnuplot"], input=gp.encode(), check=False)
+            env = [("uniform envelope", [f"{best[b][1]['bits']} {best[b][1]['mean']}" for b in (1, 2)])]
+        plot(f"results/hard_regime_{model}.png",
+             f"{model} / Fashion-MNIST, 1-2 bits/weight (quick recipe: 12k images, 1-epoch search + finetune)",
+             "average weight bits", series, env)
     # W+A: accuracy against BOPs, one point per run
     if os.path.exists(wa_path):
         wrows = list(csv.DictReader(open(wa_path)))
@@ -192,19 +195,6 @@ plot {', '.join(plots)}
                 if r["model"] == model:
                     name = r["method"] if r["method"] != "uniform" else "uniform " + r["config"].split(":", 1)[1]
                     series.setdefault(name, []).append(f"{float(r['bops']) / 1e6} {float(r['top1']) * 100}")
-            plots = []
-            for m, pts in sorted(series.items()):
-                dat = f"runs/hard/plot_wa_{model}_{re.sub(r'[^A-Za-z0-9]+', '_', m)}.dat"
-                open(dat, "w").write("\n".join(pts) + "\n")
-                plots.append(f'"{dat}" with points pt 7 ps 1.1 title "{m}"')
-            gp = f"""set terminal pngcairo size 900,600 noenhanced
-set output "results/hard_regime_wa_{model}.png"
-set grid
-set logscale x 2
-set xlabel "MBOPs per image (log scale)"
-set ylabel "test top-1 (%)"
-set title "{model} / Fashion-MNIST, weights + activations under BOPs budgets (quick recipe)"
-set key bottom right
-plot {', '.join(plots)}
-"""
-            subprocess.run(["gnuplot"], input=gp.encode(), check=False)
+            plot(f"results/hard_regime_wa_{model}.png",
+                 f"{model} / Fashion-MNIST, weights + activations under BOPs budgets (quick recipe)",
+                 "MBOPs per image (log scale)", series, logx=True)

@@ -665,15 +665,15 @@ TEST(SearchCli, UsageErrorsInfeasibleBudgetAndARun) {
   EXPECT_TRUE(contains(r.out, "--budget-kib")) << r.out;
   r = run_cli(base + " --avg-bits 2 --budget-kib 3 --out " + tmp_dir() + "/cli.json");
   EXPECT_EQ(r.rc, 2) << r.out;
-  r = run_cli(base + " --avg-bits 2 --sampling fuzzy --out " + tmp_dir() + "/cli.json");
-  EXPECT_EQ(r.rc, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "fuzzy")) << r.out;
-  r = run_cli(base + " --avg-bits 2 --act-paths some --out " + tmp_dir() + "/cli.json");
-  EXPECT_EQ(r.rc, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "--act-paths must be all or sampled, got 'some'")) << r.out;
-  r = run_cli(base + " --avg-bits 2 --arch-logits outer --out " + tmp_dir() + "/cli.json");
-  EXPECT_EQ(r.rc, 2) << r.out;
-  EXPECT_TRUE(contains(r.out, "outer")) << r.out;
+  // bad values of QSS's choice flags: usage errors naming the value
+  for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--sampling fuzzy", "fuzzy"},
+           {"--act-paths some", "--act-paths must be all or sampled, got 'some'"},
+           {"--arch-logits outer", "unknown arch logits 'outer'"}}) {
+    r = run_cli(base + " --avg-bits 2 " + flag + " --out " + tmp_dir() + "/cli.json");
+    EXPECT_EQ(r.rc, 2) << flag << ": " << r.out;
+    EXPECT_TRUE(contains(r.out, says)) << flag << ": " << r.out;
+  }
   r = run_cli(base + " --avg-bits 0.2 --out " + tmp_dir() + "/cli.json");
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_TRUE(contains(r.out, "minimum feasible budget is --budget-kib")) << r.out;
