@@ -12,6 +12,7 @@
 #include "autoqnn/data.h"
 #include "autoqnn/data_folder.h"
 #include "autoqnn/data_files.h"
+#include "autoqnn/hessian_trace.h"
 #include "autoqnn/number_text.h"
 #include "autoqnn/policy.h"
 #include "autoqnn/runtime.h"
@@ -25,7 +26,7 @@ using nlohmann::json;
 
 json IlpOptions::to_json() const {
   return {{"sensitivity", sensitivity}, {"budgets_bits", budgets_bits}, {"budgets_kib", budgets_kib},
-          {"solver", alloc_solver_name(solver)}};
+          {"solver", alloc_solver_name(solver)}, {"proxy", proxy}};
 }
 
 IlpOptions IlpOptions::from_json(const json& j) {
@@ -35,6 +36,7 @@ IlpOptions IlpOptions::from_json(const json& j) {
     o.budgets_bits = j.value("budgets_bits", std::vector<double>{});
     o.budgets_kib = j.value("budgets_kib", std::vector<double>{});
     o.solver = parse_alloc_solver(j.value("solver", "auto"));
+    o.proxy = j.value("proxy", "accuracy");
   } catch (const json::exception& e) {
     throw std::invalid_argument(std::string("ilp options: ") + e.what());
   }
@@ -148,7 +150,32 @@ SearchResult run_ilp(const SearchOptions& opt) {
   // ---- the sensitivity table
   std::vector<ptq::SensitivityRow> rows;
   std::string table_source;
-  if (!io.sensitivity.empty()) {
+  std::map<std::string, double> trace_of;  // --ilp-proxy hessian: layer -> Tr(H_l)
+  if (io.proxy == "hessian") {
+    for (size_t i = 0; i < sets.size(); ++i)
+      if (sets[i].act.size() > 1)
+        throw std::invalid_argument("--ilp-proxy hessian ranks weight candidates only; layer '" + names[i] + "' has " +
+                                    std::to_string(sets[i].act.size()) + " act candidates in the space '" +
+                                    opt.space_path + "' (use the measured table, --ilp-proxy accuracy)");
+    Splits splits = load_splits(opt.data);
+    HessianTraceOptions ho;
+    ho.batch_size = opt.batch_size;
+    ho.seed = opt.seed;
+    ho.device = opt.device;
+    for (const auto& t : hessian_traces(*model, splits.train, ho)) {
+      trace_of[t.layer] = t.trace;
+      log_info("ilp: " + t.layer + ": Tr(H) " + format_number("%.4g", t.trace) + " +- " +
+               format_number("%.2g", t.std_error) + " over " + std::to_string(t.params) + " weights");
+    }
+    ptq::SensitivityOptions so;
+    so.accuracy = false;  // the weight errors only
+    so.calib_batches = 0;
+    so.seed = opt.seed;
+    so.device = opt.device;
+    rows = ptq::analyze_sensitivity(*model, cands, splits.train, splits.train, so);
+    table_source = "Hessian traces (Hutchinson, " + std::to_string(ho.samples) + " vectors x " +
+                   std::to_string(ho.batches) + " train batches) x weight errors";
+  } else if (!io.sensitivity.empty()) {
     rows = ptq::parse_sensitivity_csv(read_text(io.sensitivity), io.sensitivity);
     table_source = io.sensitivity;
   } else {
@@ -174,7 +201,7 @@ SearchResult run_ilp(const SearchOptions& opt) {
     } catch (const std::exception& e) {
       throw std::invalid_argument(table_source + ": row " + std::to_string(i + 1) + " (layer '" + r.layer + "'): " + e.what());
     }
-    q_of[key] = row_quality(r, accuracy);
+    q_of[key] = trace_of.empty() ? row_quality(r, accuracy) : -trace_of.at(r.layer) * r.mse;  // Tr/n x n x mse
   }
   for (size_t i = 0; i < problem.groups.size(); ++i) {
     auto& g = problem.groups[i];
@@ -188,7 +215,9 @@ SearchResult run_ilp(const SearchOptions& opt) {
   }
   const double analysis_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log_info("ilp: sensitivity table " + table_source + format_number(" (%.1f s)", analysis_s) +
-           (accuracy ? "; quality = -drop - 0.01 x weight error" : "; quality = -weight error (no accuracy)"));
+           (!trace_of.empty() ? "; quality = -Tr(H) / n x ||dW||^2"
+            : accuracy        ? "; quality = -drop - 0.01 x weight error"
+                              : "; quality = -weight error (no accuracy)"));
 
   // ---- one exact solve per budget
   const std::string stem = stem_of(opt.out);
@@ -264,6 +293,10 @@ SearchMethod ilp_method() {
       {"budgets", "ilp: a front: one policy per weight budget in bits/weight, e.g. 1,1.25,1.5,2,3", "", false},
       {"budgets-kib", "ilp: a front: one policy per weight budget in KiB, e.g. 8,12,16", "", false},
       {"ilp-solver", "ilp: auto (DP for one size budget, GLPK otherwise) | dp | glpk", "auto", false},
+      {"ilp-proxy",
+       "ilp: accuracy (measure every candidate's accuracy drop on the val split, or read --sensitivity) | hessian "
+       "(Hessian trace x weight error, HAWQ-v2: no evaluation; weight candidates only)",
+       "accuracy", false},
   };
   m.options_from_flags = [](const FlagValues& f) {
     auto o = std::make_shared<IlpOptions>();
@@ -271,6 +304,11 @@ SearchMethod ilp_method() {
     if (f.has("budgets")) o->budgets_bits = parse_budget_list(f.text("budgets"), "--budgets");
     if (f.has("budgets-kib")) o->budgets_kib = parse_budget_list(f.text("budgets-kib"), "--budgets-kib");
     o->solver = parse_alloc_solver(f.text("ilp-solver"));
+    o->proxy = f.text("ilp-proxy");
+    if (o->proxy != "accuracy" && o->proxy != "hessian")
+      throw std::invalid_argument("--ilp-proxy must be accuracy or hessian, got '" + o->proxy + "'");
+    if (o->proxy == "hessian" && !o->sensitivity.empty())
+      throw std::invalid_argument("--ilp-proxy hessian computes its own table; do not give --sensitivity");
     return o;
   };
   m.options_from_json = [](const json& j) { return std::make_shared<IlpOptions>(IlpOptions::from_json(j)); };

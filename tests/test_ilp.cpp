@@ -8,6 +8,9 @@
 #include <sstream>
 
 #include "autoqnn/policy.h"
+#include "autoqnn/act_stats.h"
+#include "autoqnn/checkpoint.h"
+#include "autoqnn/hessian_trace.h"
 #include "autoqnn/number_text.h"
 #include "search/allocation.h"
 #include "search/constraints.h"
@@ -227,7 +230,8 @@ const char* kSpace = R"({
   "act": ["fp32"]
 })";
 
-SearchOptions ilp_options(const std::string& tag, const std::vector<double>& front) {
+SearchOptions ilp_options(const std::string& tag, const std::vector<double>& front,
+                          const std::string& proxy = "accuracy") {
   static std::string ck = autoqnn_test::train_synthetic_lenet5(tmp_dir() + "/lenet5_fp32.pt");
   static std::string space = [] {
     std::string p = tmp_dir() + "/tiny_space.json";
@@ -246,6 +250,7 @@ SearchOptions ilp_options(const std::string& tag, const std::vector<double>& fro
   o.calib_batches = 1;
   auto io = std::make_shared<IlpOptions>();
   io->budgets_bits = front;
+  io->proxy = proxy;
   o.strategy = io;
   o.out = tmp_dir() + "/" + tag + ".json";
   return o;
@@ -294,6 +299,73 @@ TEST(Ilp, FrontPoliciesMeetTheirBudgetsAndAreRepeatable) {
   std::string m = autoqnn_test::error_of([&] { run_method(bad); });
   EXPECT_TRUE(autoqnn_test::contains(m, "minimum feasible budget is")) << m;
   EXPECT_FALSE(std::ifstream(tmp_dir() + "/front_bad.2bits.json").good());
+}
+
+// The Hutchinson estimate against the exact trace of the last layer's block: for logits z = W a + b under
+// the mean cross-entropy, Tr(H_W) = mean_n sum_k p_k (1 - p_k) ||a_n||^2.
+TEST(HessianTrace, HutchinsonMatchesTheExactTraceOfTheLastLayer) {
+  static std::string ck = autoqnn_test::train_synthetic_lenet5(tmp_dir() + "/lenet5_fp32.pt");
+  ModelPtr m = make_model("lenet5", autoqnn_test::kSyntheticCfg);
+  load_checkpoint_weights(ck, *m);
+  DataOptions d;
+  d.dataset = "synthetic";
+  d.train_limit = 64;
+  // one image: the exact formula needs each image's fc3 input next to its probabilities, and the stats
+  // collector shuffles its batch
+  TensorDataset data = load_splits(d).train.head(1);
+  ptq::StatsOptions so;
+  so.batches = 1;
+  so.batch_size = data.size();
+  so.keep_inputs = data.size();
+  auto a = ptq::collect_act_stats(*m, data, so).at("fc3").input.to(torch::kFloat64).flatten(1);
+  torch::Tensor p;
+  {
+    torch::NoGradGuard ng;
+    m->eval();
+    p = torch::softmax(m->forward(data.images), 1).to(torch::kFloat64);
+  }
+  const double exact = ((p * (1 - p)).sum(1) * a.pow(2).sum(1)).mean().item<double>();
+  HessianTraceOptions ho;
+  ho.batches = 1;
+  ho.batch_size = data.size();
+  ho.samples = 600;
+  auto t = hessian_traces(*m, data, ho);
+  ASSERT_EQ(t.size(), 5u);
+  EXPECT_EQ(t[4].layer, "fc3");
+  EXPECT_EQ(t[4].params, 840);
+  EXPECT_NEAR(t[4].trace, exact, 0.1 * exact) << "+- " << t[4].std_error;
+  EXPECT_LT(t[4].std_error, 0.07 * exact);  // one image: a Hessian of rank <= 9, so a noisy estimator
+  // the same seed, the same estimate; the model's flags are restored
+  EXPECT_EQ(hessian_traces(*m, data, ho)[2].trace, t[2].trace);
+  for (const auto& q : m->parameters()) EXPECT_TRUE(q.requires_grad());
+  EXPECT_THROW(hessian_traces(*m, TensorDataset{}, ho), std::invalid_argument);
+}
+
+// --ilp-proxy hessian: a front from Hessian traces x weight errors, no evaluation; refused where acts are searched
+TEST(Ilp, HessianProxyFrontMeetsItsBudgetsAndIsRefusedForActCandidates) {
+  const std::vector<double> front = {1.25, 2};
+  SearchOptions o = ilp_options("hess", front, "hessian");
+  run_method(o);
+  int64_t prev = 0;
+  for (double bits : front) {
+    char tag[32];
+    std::snprintf(tag, sizeof tag, ".%gbits.json", bits);
+    Policy p = load_policy(tmp_dir() + "/hess" + tag);
+    EXPECT_LE(p.totals.weight_bytes, p.search["budget"]["weight_bytes"].get<double>()) << bits;
+    EXPECT_GT(p.totals.weight_bytes, prev) << bits;  // a larger budget buys more precision
+    prev = p.totals.weight_bytes;
+    EXPECT_TRUE(autoqnn_test::contains(p.search["sensitivity"].get<std::string>(), "Hessian traces")) << bits;
+    EXPECT_EQ(p.search["strategy"]["proxy"], "hessian");
+  }
+  SearchOptions wa = ilp_options("hess_wa", {2}, "hessian");
+  wa.space_path = std::string(AUTOQNN_SOURCE_DIR) + "/configs/search_space/wa.json";
+  std::string m = autoqnn_test::error_of([&] { run_method(wa); });
+  EXPECT_TRUE(autoqnn_test::contains(m, "ranks weight candidates only; layer 'conv1' has 4 act candidates")) << m;
+  auto r = autoqnn_test::run_cli("search --model lenet5 --dataset synthetic --checkpoint " + o.checkpoint +
+                                 " --method ilp --ilp-proxy hessian --sensitivity x.csv --budgets 2 --out " +
+                                 tmp_dir() + "/hx.json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(autoqnn_test::contains(r.out, "do not give --sensitivity")) << r.out;
 }
 
 // QSS with a sensitivity prior: the prior is the fill's measured quality where it names every candidate
