@@ -2,8 +2,9 @@
 # The hard regime (issue 18): weight budgets of 1, 1.25, 1.5 and 2 bits/weight, the recipe of
 # `bench/pareto.sh --quick` (Fashion-MNIST, first 12k training images, FP32 model trained 3 epochs,
 # 1-epoch search without warm-up, lowbit space, 1-epoch finetune of every policy, test top-1).
-# Rows: uniform 1- and 2-bit policies (UNIFORM, first), and the methods (METHODS: qss, qpl, qss+qpl, ilp) at
-# every budget. ilp makes its whole front from one sensitivity analysis (--budgets). Jobs run one at a
+# Rows: uniform 1- and 2-bit policies (UNIFORM, first), and the methods (METHODS: qss, qpl, qss+qpl, ilp,
+# ilp-hessian = ilp --ilp-proxy hessian) at every budget. ilp makes its whole front from one sensitivity
+# analysis (--budgets). Jobs run one at a
 # time: uniform rows, the ilp front, then budget by budget (in the order given) every other method and every finished row is appended to the CSV at
 # once, so a run cut short keeps what it measured. Weights only (activations fp32). MODEL=resnet20 for
 # ResNet-20 (the same recipe).
@@ -109,22 +110,23 @@ for seed in $SEEDS; do
     "$BIN" policy uniform --model "$MODEL" --weight "$spec" --out "$pol" >&2
     finetune_eval "u_${spec//[:=]/_}_s$seed" "$pol" "$seed" uniform "$spec" 0
   done
-  if [[ " $METHODS " == *" ilp "* ]]; then  # one analysis, the whole front
-    todo=0; for b in $BUDGETS; do done_row ilp "${b}bits" "$seed" || todo=1; done
-    if [ "$todo" = 1 ]; then
-      t0=$(date +%s)
-      "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method ilp \
-        --space configs/search_space/lowbit.json --budgets "$(echo "$BUDGETS" | tr ' ' ',')" --out "$OUT/ilp_s$seed.json" >&2
-      s=$(( $(date +%s) - t0 ))
-      for b in $BUDGETS; do
-        done_row ilp "${b}bits" "$seed" && continue
-        finetune_eval "ilp_s${seed}_${b}" "$OUT/ilp_s$seed.${b}bits.json" "$seed" ilp "${b}bits" "$s"
-      done
-    fi
-  fi
+  for method in ilp ilp-hessian; do  # one analysis, the whole front (ilp-hessian: --ilp-proxy hessian)
+    [[ " $METHODS " == *" $method "* ]] || continue
+    todo=0; for b in $BUDGETS; do done_row "$method" "${b}bits" "$seed" || todo=1; done
+    [ "$todo" = 1 ] || continue
+    proxy=accuracy; [ "$method" = ilp-hessian ] && proxy=hessian
+    t0=$(date +%s)
+    "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method ilp --ilp-proxy "$proxy" \
+      --space configs/search_space/lowbit.json --budgets "$(echo "$BUDGETS" | tr ' ' ',')" --out "$OUT/${method}_s$seed.json" >&2
+    s=$(( $(date +%s) - t0 ))
+    for b in $BUDGETS; do
+      done_row "$method" "${b}bits" "$seed" && continue
+      finetune_eval "${method}_s${seed}_${b}" "$OUT/${method}_s$seed.${b}bits.json" "$seed" "$method" "${b}bits" "$s"
+    done
+  done
   for b in $BUDGETS; do  # budget-major: a run cut short has every method at the first budgets
     for method in $METHODS; do
-      [ "$method" = ilp ] && continue
+      [[ "$method" == ilp* ]] && continue
       done_row "$method" "${b}bits" "$seed" && continue
       extra=(--arch-lr 0.05)  # the pareto.sh settings; qpl: no --qpl-scheme (the default for the budget)
       [ "$method" = qpl ] && extra=(--bit-lr 0.1)
