@@ -16,7 +16,10 @@
 # (with a bops column).
 #
 # Usage: bench/hard_regime.sh [--seeds "1 2 3"] [--budgets "1.5 1.25 1 2"] [--wa "4 3 2"]
-# Env: MODEL (lenet5; resnet20), FP (runs/MODEL_fp32.pt: an existing file is used as it is), FP_EPOCHS (3), BIN (default build/autoqnn), THREADS,
+# Env: MODEL (lenet5; resnet20), FP (runs/hard/MODEL_fp32_12k.pt: an existing file is used as it is; a missing
+#      one is trained with --threads FP_THREADS (2): LeNet-5 84.63 %, sha256 1511189ffc7cac9a...; ResNet-20:
+#      the results' 86.27 % model, sha256 2ae1dfce1219e5bd..., was trained so but not re-trained since; another thread count trains another model, e.g. LeNet-5 85.65 % with 1), FP_EPOCHS (3),
+#      BIN (default build/autoqnn), THREADS,
 #      OUT (runs/hard/MODEL), CSV (results/hard_regime.csv),
 #      UNIFORM ("binary:1 mul2q:2 vecq:2 fixed:2 twn"), METHODS ("ilp qss qpl qss+qpl"), NICE (10)
 set -euo pipefail
@@ -42,9 +45,11 @@ mkdir -p "$OUT" results
 [ -f "$CSV" ] || echo "model,method,config,seed,weight_bytes,avg_bits,top1,search_s,finetune_s${WA:+,bops}" > "$CSV"
 common=(--dataset fashion-mnist --train-limit 12000)
 [ -n "${THREADS:-}" ] && common+=(--threads "$THREADS")
-FP=${FP:-runs/${MODEL}_fp32.pt}  # trained by the recipe below only where it is missing
+FP=${FP:-runs/hard/${MODEL}_fp32_12k.pt}  # trained by the recipe below only where it is missing
 if [ ! -f "$FP" ]; then
-  "${RUN[@]}" train --model "$MODEL" "${common[@]}" --epochs "${FP_EPOCHS:-3}" --lr 0.05 --seed 1 --out "$FP" >&2
+  mkdir -p "$(dirname "$FP")"
+  "${RUN[@]}" train --model "$MODEL" --dataset fashion-mnist --train-limit 12000 --threads "${FP_THREADS:-2}" \
+    --epochs "${FP_EPOCHS:-3}" --lr 0.05 --seed 1 --out "$FP" >&2
 fi
 jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 done_row() { grep -q "^$MODEL,$1,$2,$3," "$CSV"; }  # method config seed
