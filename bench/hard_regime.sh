@@ -52,7 +52,12 @@ if [ ! -f "$FP" ]; then
     --epochs "${FP_EPOCHS:-3}" --lr 0.05 --seed 1 --out "$FP" >&2
 fi
 jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
-done_row() { grep -q "^$MODEL,$1,$2,$3," "$CSV"; }  # method config seed
+FAILED=${CSV%.csv}_failed.csv  # searches that exited non-zero (e.g. diverged): listed by the report
+done_row() { grep -q "^$MODEL,$1,$2,$3," "$CSV" || { [ -f "$FAILED" ] && grep -q "^$MODEL,$1,$2,$3," "$FAILED"; }; }
+failed_row() {  # method config seed: the search failed; the study goes on (its log line says why)
+  [ -f "$FAILED" ] || echo "model,method,config,seed,date" > "$FAILED"
+  echo "$MODEL,$1,$2,$3,$(date -u +%FT%TZ)" | tee -a "$FAILED" >&2
+}
 
 finetune_eval() {  # name policy seed method config search_s
   local name=$1 pol=$2 seed=$3 method=$4 config=$5 search_s=$6 t0 top1
@@ -98,8 +103,10 @@ if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
           [ "$method" = qpl ] && extra=(--bit-lr 0.1 --epochs 1 --warmup 0)  # acts: QPL's default for the BOPs budget
           [ "$method" = qss+qpl ] && extra+=(--bit-lr 0.1)
         fi
-        "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
-          --space "$SPACE" --avg-bits "$k" --wa-bits "$k,$k" --out "$OUT/$name.json" >&2
+        if ! "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
+          --space "$SPACE" --avg-bits "$k" --wa-bits "$k,$k" --out "$OUT/$name.json" >&2; then
+          failed_row "$method" "W${k}A${k}" "$seed"; continue
+        fi
         finetune_eval "$name" "$OUT/$name.json" "$seed" "$method" "W${k}A${k}" $(( $(date +%s) - t0 ))
       done
     done
@@ -138,8 +145,10 @@ for seed in $SEEDS; do
       [ "$method" = qss+qpl ] && extra+=(--bit-lr 0.1)
       name="${method/+/_}_s${seed}_$b"
       t0=$(date +%s)
-      "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
-        --space configs/search_space/lowbit.json --avg-bits "$b" --epochs 1 --warmup 0 --out "$OUT/$name.json" >&2
+      if ! "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
+        --space configs/search_space/lowbit.json --avg-bits "$b" --epochs 1 --warmup 0 --out "$OUT/$name.json" >&2; then
+        failed_row "$method" "${b}bits" "$seed"; continue
+      fi
       finetune_eval "$name" "$OUT/$name.json" "$seed" "$method" "${b}bits" $(( $(date +%s) - t0 ))
     done
   done

@@ -37,6 +37,27 @@ def grouped(rows):
     return g
 
 
+def failed_runs(csv_path):
+    """(model, method, config) -> [seeds] of the searches that exited non-zero (hard_regime.sh's *_failed.csv)."""
+    f = csv_path[:-4] + "_failed.csv"
+    out = {}
+    if os.path.exists(f):
+        for r in csv.DictReader(open(f)):
+            out.setdefault((r["model"], r["method"], r["config"]), []).append(r["seed"])
+    return out
+
+
+def failed_lines(failed, done, columns):
+    """Table rows for failed searches: a note on a row that has other seeds, or a row of its own."""
+    extra = []
+    for (mo, m, cfg), seeds in sorted(failed.items()):
+        note = f"search failed (seed {', '.join(seeds)})"
+        misses.append(f"{mo} {m} @ {cfg}: {note}")
+        if (mo, m, cfg) not in done:
+            extra.append(f"| {mo} | {m} | {cfg} | " + " | ".join(["–"] * (columns - 4)) + f" | {note} |")
+    return extra
+
+
 def nominal_bits(spec):
     m = re.search(r":(\d+)", spec)
     return 2 if spec == "twn" else int(m.group(1)) if m else None
@@ -106,6 +127,7 @@ for model in models:
         lines.append(f"| {model} | {m} | {cfg} | {s['bits']:.3f} | {s['size'] / 1024:.2f} | {s['mean']:.2f} ± {s['std']:.2f} | "
                      f"{s['n']} | {s['search_s']:.0f} | {'–' if env is None else f'{env:.2f}'} | {fmt_delta(d_env)} | "
                      f"{fmt_delta(d_two)} | {'–' if not bu else f'{bu[1]} {bu[0]:.2f}'} | {target or '–'} |")
+lines += failed_lines(failed_runs(path), groups, 13)
 table = "\n".join(lines)
 print(table)
 replace_block("hard-regime", table)
@@ -150,6 +172,7 @@ if os.path.exists(wa_path):
         wl.append(f"| {mo} | {m} | {cfg} | {st['bits']:.3f} | {st['size'] / 1e6:.3f} | {st['mean']:.2f} ± {st['std']:.2f} | "
                   f"{st['n']} | {st['search_s']:.0f} | {bu[0] + ' ' + format(bu[1]['mean'], '.2f') if bu else '–'} | "
                   f"{fmt_delta(d)} | {target} |")
+    wl += failed_lines(failed_runs(wa_path), wg, 11)
     wtable = "\n".join(wl)
     print("\n" + wtable)
     replace_block("hard-regime-wa", wtable)

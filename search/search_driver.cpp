@@ -379,6 +379,13 @@ SearchResult run_search(const SearchOptions& opt) {
       loss.backward();
       if (weight_avg) weight_avg->average(share);
       sgd.step();
+      // A step can overflow the weights while the loss was still finite (it grows by orders of magnitude
+      // first); the next forward would then fail inside a quantizer with a message about NaN inputs.
+      for (const auto& p : weights)
+        if (!torch::isfinite(p).all().item<bool>())
+          throw std::runtime_error("search diverged: the weights are no longer finite after step " + std::to_string(s + 1) +
+                                   " of epoch " + std::to_string(e + 1) + " (loss before it " + format_number("%g", lv) +
+                                   "); try a lower --lr");
       loss_sum += lv * static_cast<double>(x.size(0));
       correct += count_correct(logits.detach(), y);
       seen += x.size(0);

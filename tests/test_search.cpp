@@ -625,6 +625,17 @@ TEST(Search, InfeasibleBudgetFailsBeforeTraining) {
   EXPECT_FALSE(fs::exists(o.state));
 }
 
+// A learning rate that blows the weights up: a clear "diverged" error, whichever of the loss or the weights
+// turns non-finite first, and no policy written.
+TEST(Search, DivergenceIsReportedAsSuchAndWritesNothing) {
+  SearchOptions o = tiny_options("diverge");
+  o.budgets = {{"--avg-bits", 3.0}};
+  o.lr = 1e12;
+  std::string e = error_of([&] { run_search(o); });
+  EXPECT_TRUE(contains(e, "search diverged") && contains(e, "--lr")) << e;
+  EXPECT_FALSE(fs::exists(o.out));
+}
+
 TEST(Search, SoftSamplingAndSharedGranularityRun) {
   SearchOptions o = tiny_options("soft");
   o.epochs = 1;
