@@ -98,6 +98,8 @@ SearchResult run_ilp(const SearchOptions& opt) {
   std::vector<std::string> names;
   int64_t N = 0;
   for (const auto& p : prof) names.push_back(p.name), N += p.params;
+  if (space.act_by_input_sign && space.input_one_sided.empty())
+    measure_input_signs(space, *model, load_splits(opt.data).train, opt.seed);
   std::vector<CandidateSet> sets = space.resolve(names);
   ChoiceProblem problem;
   problem.num_weights = N;

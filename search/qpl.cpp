@@ -399,12 +399,9 @@ std::map<std::string, std::string> qpl_default_acts(Model& model, const TensorDa
   if (!(bops_per_mac > 0) || !(weight_bits > 0)) throw std::invalid_argument("qpl_default_acts: no BOPs budget");
   const int a = static_cast<int>(
       std::clamp<long>(std::lround(bops_per_mac / weight_bits), o.act_bits_min, o.act_bits_max));
-  ptq::StatsOptions so;
-  so.batches = 2;
-  so.seed = seed;
-  const auto stats = ptq::collect_act_stats(model, train, so);
   std::map<std::string, std::string> out;
-  for (const auto& [layer, st] : stats) out[layer] = (st.one_sided() ? "pact:" : "uniform:") + std::to_string(a);
+  for (const auto& [layer, one_sided] : ptq::inputs_one_sided(model, train, seed))
+    out[layer] = (one_sided ? "pact:" : "uniform:") + std::to_string(a);
   return out;
 }
 

@@ -260,6 +260,8 @@ SearchResult run_search(const SearchOptions& opt) {
   ModelPtr model = factory(opt.model, ck.config);
   load_checkpoint_weights(opt.checkpoint, *model);
   const int64_t macs = model_macs(*model);  // before the strategy wraps the layers
+  if (space.act_by_input_sign && space.input_one_sided.empty())
+    measure_input_signs(space, *model, load_splits(opt.data).train, opt.seed);
   std::unique_ptr<SearchStrategy> strat = method.make(model, space, opt.strategy.get());
   const int64_t N = strat->num_weights();
   Budgets budgets = make_budgets(opt.budgets, N, macs);

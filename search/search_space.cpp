@@ -7,7 +7,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "autoqnn/act_stats.h"
 #include "autoqnn/json_io.h"
+#include "autoqnn/runtime.h"
 #include "quantizers/registry.h"
 
 namespace autoqnn::search {
@@ -165,7 +167,9 @@ SearchSpace SearchSpace::from_json(const json& j, const std::string& source) {
   s.source = source;
   s.raw = j;
   if (!j.is_object()) fail(source, "(top level)", "must be a JSON object");
-  check_keys(j, {"name", "description", "granularity", "weight", "act", "overrides", "comment"}, source, "");
+  check_keys(j, {"name", "description", "granularity", "weight", "act", "overrides", "comment", "act_by_input_sign",
+                 "input_one_sided"},
+             source, "");
   auto get_string = [&](const char* key, const std::string& dflt) {
     if (!j.contains(key)) return dflt;
     if (!j[key].is_string()) fail(source, key, "must be a string");
@@ -180,6 +184,18 @@ SearchSpace SearchSpace::from_json(const json& j, const std::string& source) {
     s.granularity = Granularity::Shared;
   else
     fail(source, "granularity", "'" + g + "' is not one of per-layer, shared");
+  if (j.contains("act_by_input_sign")) {
+    if (!j["act_by_input_sign"].is_boolean()) fail(source, "act_by_input_sign", "must be true or false");
+    s.act_by_input_sign = j["act_by_input_sign"].get<bool>();
+  }
+  if (j.contains("input_one_sided")) {
+    const json& m = j["input_one_sided"];
+    if (!m.is_object()) fail(source, "input_one_sided", "must be an object {layer: true|false}");
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      if (!it.value().is_boolean()) fail(source, "input_one_sided." + it.key(), "must be true or false");
+      s.input_one_sided[it.key()] = it.value().get<bool>();
+    }
+  }
   if (!j.contains("weight")) fail(source, "weight", "missing (the list of weight candidates)");
   s.base.weight = parse_spec_list(j["weight"], Role::Weight, source, "weight");
   if (j.contains("act"))
@@ -263,7 +279,39 @@ std::vector<CandidateSet> SearchSpace::resolve(const std::vector<std::string>& n
       }
     }
   }
+  if (act_by_input_sign) {
+    if (input_one_sided.empty())
+      throw std::logic_error(source + ": act_by_input_sign needs the layers' input signs (measure_input_signs)");
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto sign = input_one_sided.find(names[i]);
+      if (sign == input_one_sided.end()) continue;
+      std::vector<QuantSpec> keep;
+      bool quantized = false;
+      for (const auto& a : out[i].act) {
+        const bool suits = a.is_fp() || a.flag("asym") || quant::scheme_traits(a.scheme).is_signed != sign->second;
+        if (!suits) continue;
+        keep.push_back(a);
+        quantized = quantized || !a.is_fp();
+      }
+      if (quantized) out[i].act = keep;
+    }
+  }
   return out;
+}
+
+void SearchSpace::set_input_signs(const std::map<std::string, bool>& one_sided) {
+  input_one_sided = one_sided;
+  raw["input_one_sided"] = json::object();
+  for (const auto& [layer, v] : one_sided) raw["input_one_sided"][layer] = v;
+}
+
+void measure_input_signs(SearchSpace& space, Model& model, const TensorDataset& train, uint64_t seed) {
+  if (!space.act_by_input_sign || !space.input_one_sided.empty()) return;
+  space.set_input_signs(ptq::inputs_one_sided(model, train, seed));
+  int n = 0;
+  for (const auto& [layer, v] : space.input_one_sided) n += v ? 1 : 0;
+  log_info("search space: act candidates by input sign: " + std::to_string(n) + " of " +
+           std::to_string(space.input_one_sided.size()) + " layers have non-negative inputs (unsigned acts)");
 }
 
 }  // namespace autoqnn::search

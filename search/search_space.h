@@ -16,11 +16,21 @@
 // mixes "{1,3..5}"), several groups expand to their cartesian product. Overrides replace the weight and/or
 // act list of the layers they select: "first" / "last" (forward order), an exact dotted layer name, or a
 // glob ("*", "?"). Later overrides win. Every error names the file and the key (e.g. "weight[2]").
+//
+// "act_by_input_sign": true keeps, on each layer, the act candidates that suit the sign of its FP32 input:
+// unsigned ones (pact) where the input is never negative (after a ReLU), signed ones (uniform, fixed)
+// elsewhere (the normalised image); `uniform:...:asym` suits both, fp32 always stays, and a layer keeps its
+// list when the filter would leave no quantized candidate. The signs are measured once on two train
+// batches (measure_input_signs) and stored in the space as "input_one_sided": {layer: bool}, so a state or
+// a policy's provenance re-resolves the same candidates without data.
 #pragma once
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "autoqnn/data.h"
+#include "autoqnn/model.h"
 #include "quantizers/spec.h"
 
 namespace autoqnn::search {
@@ -54,6 +64,8 @@ struct SearchSpace {
   Granularity granularity = Granularity::PerLayer;
   CandidateSet base;
   std::vector<LayerOverride> overrides;
+  bool act_by_input_sign = false;
+  std::map<std::string, bool> input_one_sided;  // measured (or read back): layer -> input never negative
   nlohmann::json raw;  // the JSON as read (stored in the search state and the policy provenance)
 
   // Parses and validates (scheme names, bits, parameters, roles; quantizers are constructed once so that
@@ -63,9 +75,16 @@ struct SearchSpace {
   static SearchSpace load(const std::string& path);  // JSON syntax errors carry line/column
 
   // Candidate set of each layer (layer_names in forward order). Throws naming the override whose
-  // selector matches no layer (listing the layer names).
+  // selector matches no layer (listing the layer names); with act_by_input_sign, std::logic_error when the
+  // signs were never set.
   std::vector<CandidateSet> resolve(const std::vector<std::string>& layer_names) const;
+  // Records the input signs (and writes them into `raw`).
+  void set_input_signs(const std::map<std::string, bool>& one_sided);
 };
+
+// act_by_input_sign without signs yet: measures them on `model` (FP32, no quantizers) over two batches of
+// `train` and records them. A no-op otherwise.
+void measure_input_signs(SearchSpace& space, Model& model, const TensorDataset& train, uint64_t seed);
 
 // "esb:{3,4,5}:k=1" -> {"esb:3:k=1", "esb:4:k=1", "esb:5:k=1"}. Throws std::invalid_argument on
 // unbalanced braces, empty sets, non-integers and reversed ranges.

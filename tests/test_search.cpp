@@ -215,6 +215,41 @@ TEST(SearchSpace, ShippedSpacesLoad) {
   }
 }
 
+TEST(SearchSpace, ActCandidatesByInputSign) {
+  auto space = SearchSpace::from_json(json::parse(R"({"weight": ["fixed:4"], "act_by_input_sign": true,
+       "act": ["pact:{2,4}", "uniform:{2,4}", "uniform:4:asym", "fp32"],
+       "overrides": [{"layers": "fc3", "act": ["pact:4"]}]})"));
+  const std::vector<std::string> names = {"conv1", "conv2", "fc1", "fc2", "fc3"};
+  std::string m = error_of([&] { space.resolve(names); });
+  EXPECT_TRUE(contains(m, "needs the layers' input signs")) << m;
+  // measured on LeNet-5: the image is signed, every later input follows a ReLU
+  auto model = make_model("lenet5", kCfg);
+  torch::manual_seed(2);
+  TensorDataset data{torch::randn({256, 1, 28, 28}), torch::zeros({256}, torch::kLong)};
+  measure_input_signs(space, *model, data, 1);
+  EXPECT_FALSE(space.input_one_sided.at("conv1"));
+  EXPECT_TRUE(space.input_one_sided.at("fc2"));
+  auto sets = space.resolve(names);
+  auto acts = [](const CandidateSet& c) {
+    std::string s;
+    for (const auto& a : c.act) s += a.to_string() + " ";
+    return s;
+  };
+  EXPECT_EQ(acts(sets[0]), "uniform:2 uniform:4 uniform:4:asym fp32 ");  // signed input: no PACT
+  EXPECT_EQ(acts(sets[1]), "pact:2 pact:4 uniform:4:asym fp32 ");        // after a ReLU: no symmetric uniform
+  EXPECT_EQ(acts(sets[4]), "pact:4 ");                                   // what an override lists stays
+  // the signs travel in the space's JSON (states, provenance) and resolve the same without data
+  auto back = SearchSpace::from_json(space.raw);
+  EXPECT_EQ(acts(back.resolve(names)[1]), acts(sets[1]));
+  // a layer whose filter would leave no quantized act keeps its list
+  space.set_input_signs({{"conv1", true}, {"conv2", true}, {"fc1", true}, {"fc2", true}, {"fc3", false}});
+  EXPECT_EQ(acts(space.resolve(names)[4]), "pact:4 ");
+  EXPECT_THROW(SearchSpace::from_json(json::parse(R"({"weight": ["binary"], "act_by_input_sign": "yes"})")),
+               std::invalid_argument);
+  EXPECT_THROW(SearchSpace::from_json(json::parse(R"({"weight": ["binary"], "input_one_sided": {"conv1": 1}})")),
+               std::invalid_argument);
+}
+
 // ================================================================= mixed quantizer
 TEST(MixedQuantizer, SoftMixesQuantizedWeightsAndGradientsReachTheMix) {
   torch::manual_seed(1);

@@ -176,4 +176,13 @@ std::map<std::string, LayerActStats> collect_act_stats(Model& model, const Tenso
   return out;
 }
 
+std::map<std::string, bool> inputs_one_sided(Model& model, const TensorDataset& data, uint64_t seed, int64_t batches) {
+  StatsOptions so;
+  so.batches = batches;
+  so.seed = seed;
+  std::map<std::string, bool> out;
+  for (const auto& [layer, st] : collect_act_stats(model, data, so)) out[layer] = st.one_sided();
+  return out;
+}
+
 }  // namespace autoqnn::ptq

@@ -40,4 +40,9 @@ struct StatsOptions {
 std::map<std::string, LayerActStats> collect_act_stats(Model& model, const TensorDataset& data,
                                                        const StatsOptions& opt);
 
+// Whether each quant layer's input is never negative (after a ReLU) on `batches` shuffled batches of
+// `data`: layer name -> true when min >= 0. Chooses activation families: PACT's range is [0, alpha], a
+// signed (symmetric) quantizer spends half its levels on a one-sided input.
+std::map<std::string, bool> inputs_one_sided(Model& model, const TensorDataset& data, uint64_t seed, int64_t batches = 2);
+
 }  // namespace autoqnn::ptq

@@ -49,6 +49,8 @@ int run_analyze(const std::vector<std::string>& args) {
   Model& model = *loaded.model;
   std::vector<std::string> names;
   for (const auto& l : quant_layers(model)) names.push_back(l.name);
+  auto splits = load_splits(c.data_options());
+  search::measure_input_signs(space, model, splits.train, c.seed);
   auto sets = space.resolve(names);
   std::vector<std::vector<std::pair<quant::QuantSpec, quant::QuantSpec>>> cands;
   for (const auto& s : sets) {
@@ -60,7 +62,6 @@ int run_analyze(const std::vector<std::string>& args) {
   so.seed = c.seed;
   so.device = device;
   so.accuracy = !no_accuracy;
-  auto splits = load_splits(c.data_options());
   double fp = 0;
   // Calibration from the search-train part so that a val measurement stays held out.
   const bool val = split == "val";
