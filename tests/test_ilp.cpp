@@ -262,6 +262,12 @@ std::string read_all(const std::string& p) {
   s << f.rdbuf();
   return s.str();
 }
+// The policy of one point of a front written as <stem>.json: <stem>.<bits>bits.json.
+Policy front_policy(const std::string& stem, double bits) {
+  char tag[32];
+  std::snprintf(tag, sizeof tag, ".%gbits.json", bits);
+  return load_policy(tmp_dir() + "/" + stem + tag);
+}
 }  // namespace
 
 TEST(Ilp, FrontPoliciesMeetTheirBudgetsAndAreRepeatable) {
@@ -270,9 +276,7 @@ TEST(Ilp, FrontPoliciesMeetTheirBudgetsAndAreRepeatable) {
   run_method(o);
   double prev = 0;
   for (double bits : front) {
-    char tag[32];
-    std::snprintf(tag, sizeof tag, ".%gbits.json", bits);
-    Policy p = load_policy(tmp_dir() + "/front_a" + tag);
+    Policy p = front_policy("front_a", bits);
     const double limit = p.search["budget"]["weight_bytes"].get<double>();
     EXPECT_NEAR(p.search["budget"]["avg_weight_bits"].get<double>(), bits, 1e-9);
     EXPECT_LE(p.totals.weight_bytes, limit) << bits;
@@ -287,13 +291,9 @@ TEST(Ilp, FrontPoliciesMeetTheirBudgetsAndAreRepeatable) {
   // same seed, same policies
   SearchOptions o2 = ilp_options("front_b", front);
   run_method(o2);
-  for (double bits : front) {
-    char tag[32];
-    std::snprintf(tag, sizeof tag, ".%gbits.json", bits);
-    EXPECT_EQ(load_policy(tmp_dir() + "/front_a" + tag).to_json()["layers"],
-              load_policy(tmp_dir() + "/front_b" + tag).to_json()["layers"])
+  for (double bits : front)
+    EXPECT_EQ(front_policy("front_a", bits).to_json()["layers"], front_policy("front_b", bits).to_json()["layers"])
         << bits;
-  }
   // an infeasible point names the minimum before anything is written
   SearchOptions bad = ilp_options("front_bad", {0.5, 2});
   std::string m = autoqnn_test::error_of([&] { run_method(bad); });
@@ -348,9 +348,7 @@ TEST(Ilp, HessianProxyFrontMeetsItsBudgetsAndIsRefusedForActCandidates) {
   run_method(o);
   int64_t prev = 0;
   for (double bits : front) {
-    char tag[32];
-    std::snprintf(tag, sizeof tag, ".%gbits.json", bits);
-    Policy p = load_policy(tmp_dir() + "/hess" + tag);
+    Policy p = front_policy("hess", bits);
     EXPECT_LE(p.totals.weight_bytes, p.search["budget"]["weight_bytes"].get<double>()) << bits;
     EXPECT_GT(p.totals.weight_bytes, prev) << bits;  // a larger budget buys more precision
     prev = p.totals.weight_bytes;
