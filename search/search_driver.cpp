@@ -383,11 +383,14 @@ SearchResult run_search(const SearchOptions& opt) {
       sgd.step();
       // A step can overflow the weights while the loss was still finite (it grows by orders of magnitude
       // first); the next forward would then fail inside a quantizer with a message about NaN inputs.
-      for (const auto& p : weights)
-        if (!torch::isfinite(p).all().item<bool>())
-          throw std::runtime_error("search diverged: the weights are no longer finite after step " + std::to_string(s + 1) +
-                                   " of epoch " + std::to_string(e + 1) + " (loss before it " + format_number("%g", lv) +
-                                   "); try a lower --lr");
+      // One reduction and one host sync per step (not one per tensor: this runs every step, also on a GPU).
+      std::vector<torch::Tensor> finite;
+      finite.reserve(weights.size());
+      for (const auto& p : weights) finite.push_back(torch::isfinite(p).all());
+      if (!finite.empty() && !torch::stack(finite).all().item<bool>())
+        throw std::runtime_error("search diverged: the weights are no longer finite after step " + std::to_string(s + 1) +
+                                 " of epoch " + std::to_string(e + 1) + " (loss before it " + format_number("%g", lv) +
+                                 "); try a lower --lr");
       loss_sum += lv * static_cast<double>(x.size(0));
       correct += count_correct(logits.detach(), y);
       seen += x.size(0);

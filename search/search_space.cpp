@@ -284,7 +284,9 @@ std::vector<CandidateSet> SearchSpace::resolve(const std::vector<std::string>& n
       throw std::logic_error(source + ": act_by_input_sign needs the layers' input signs (measure_input_signs)");
     for (size_t i = 0; i < names.size(); ++i) {
       auto sign = input_one_sided.find(names[i]);
-      if (sign == input_one_sided.end()) continue;
+      if (sign == input_one_sided.end())  // signs stored for another model (a foreign state or space file)
+        throw std::invalid_argument(source + ": input_one_sided has no entry for layer '" + names[i] +
+                                    "' (measured on another model?)");
       std::vector<QuantSpec> keep;
       bool quantized = false;
       for (const auto& a : out[i].act) {

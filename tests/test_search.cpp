@@ -244,6 +244,10 @@ TEST(SearchSpace, ActCandidatesByInputSign) {
   // a layer whose filter would leave no quantized act keeps its list
   space.set_input_signs({{"conv1", true}, {"conv2", true}, {"fc1", true}, {"fc2", true}, {"fc3", false}});
   EXPECT_EQ(acts(space.resolve(names)[4]), "pact:4 ");
+  // signs of another model's layers are refused, naming the missing layer
+  space.set_input_signs({{"features.0", true}});
+  std::string foreign = error_of([&] { space.resolve(names); });
+  EXPECT_TRUE(contains(foreign, "no entry for layer 'conv1'")) << foreign;
   EXPECT_THROW(SearchSpace::from_json(json::parse(R"({"weight": ["binary"], "act_by_input_sign": "yes"})")),
                std::invalid_argument);
   EXPECT_THROW(SearchSpace::from_json(json::parse(R"({"weight": ["binary"], "input_one_sided": {"conv1": 1}})")),
