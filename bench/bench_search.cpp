@@ -6,6 +6,8 @@
 //                                   SGD + Adam steps (the unit the requirement is stated for)
 //   BM_SearchWeightStep/<mode>      the weight half of a bilevel iteration (theta detached)
 //   BM_SearchArchStep/<mode>        the architecture half (weights frozen, gradient for theta only)
+//   BM_HessianTrace/<estimator>     --ilp-proxy hessian | fisher: the layer traces from one batch with 8 draws
+//                                   (hutchinson: a double backward per draw; fisher: a backward per draw)
 // <mode>: soft (every candidate evaluated and mixed), hard (straight-through: the sampled candidate in the
 // forward value, every weight candidate for the theta gradient, the sampled act candidate only),
 // hard_all (hard with every act candidate evaluated).
@@ -19,6 +21,7 @@
 #include <map>
 #include <string>
 
+#include "autoqnn/hessian_trace.h"
 #include "autoqnn/model.h"
 #include "autoqnn/runtime.h"
 #include "search/arch_optimizer.h"
@@ -169,6 +172,23 @@ void BM_CandidateQuantizers(benchmark::State& st, bool acts) {
   }
 }
 
+void BM_HessianTrace(benchmark::State& st, TraceEstimator estimator) {
+  torch::manual_seed(0);
+  auto m = make_model("resnet20", kCifar);
+  TensorDataset data{batch().x.cpu(), batch().y.cpu()};
+  HessianTraceOptions o;
+  o.estimator = estimator;
+  o.batches = 1;
+  o.samples = 8;
+  o.batch_size = kBatch;
+  o.device = bench_device();
+  for (auto _ : st) {
+    benchmark::DoNotOptimize(hessian_traces(*m, data, o));
+    sync();
+  }
+  st.counters["draws/s"] = benchmark::Counter(8.0, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Collects the real time of every benchmark to print the ratios to the FP32 step at the end.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
@@ -222,6 +242,9 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMillisecond)->UseRealTime();
   benchmark::RegisterBenchmark("BM_CandidateQuantizers/acts", BM_CandidateQuantizers, true)
       ->Unit(benchmark::kMillisecond)->UseRealTime();
+  for (auto e : {TraceEstimator::Hutchinson, TraceEstimator::Fisher})
+    benchmark::RegisterBenchmark((std::string("BM_HessianTrace/") + trace_estimator_name(e)).c_str(), BM_HessianTrace, e)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
   RatioReporter rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
   rep.print_ratios();

@@ -3,7 +3,7 @@
 # `bench/pareto.sh --quick` (Fashion-MNIST, first 12k training images, FP32 model trained 3 epochs,
 # 1-epoch search without warm-up, lowbit space, 1-epoch finetune of every policy, test top-1).
 # Rows: uniform 1- and 2-bit policies (UNIFORM, first), and the methods (METHODS: qss, qpl, qss+qpl, ilp,
-# ilp-hessian = ilp --ilp-proxy hessian) at every budget. ilp makes its whole front from one sensitivity
+# ilp-hessian = ilp --ilp-proxy hessian, ilp-fisher = ilp --ilp-proxy fisher) at every budget. ilp makes its whole front from one sensitivity
 # analysis (--budgets). Jobs run one at a
 # time: uniform rows, the ilp front, then budget by budget (in the order given) every other method and every finished row is appended to the CSV at
 # once, so a run cut short keeps what it measured. Weights only (activations fp32). MODEL=resnet20 for
@@ -122,11 +122,11 @@ for seed in $SEEDS; do
     "$BIN" policy uniform --model "$MODEL" --weight "$spec" --out "$pol" >&2
     finetune_eval "u_${spec//[:=]/_}_s$seed" "$pol" "$seed" uniform "$spec" 0
   done
-  for method in ilp ilp-hessian; do  # one analysis, the whole front (ilp-hessian: --ilp-proxy hessian)
+  for method in ilp ilp-hessian ilp-fisher; do  # one analysis, the whole front (ilp-X: --ilp-proxy X)
     [[ " $METHODS " == *" $method "* ]] || continue
     todo=0; for b in $BUDGETS; do done_row "$method" "${b}bits" "$seed" || todo=1; done
     [ "$todo" = 1 ] || continue
-    proxy=accuracy; [ "$method" = ilp-hessian ] && proxy=hessian
+    proxy=accuracy; [ "$method" != ilp ] && proxy=${method#ilp-}
     t0=$(date +%s)
     "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method ilp --ilp-proxy "$proxy" \
       --space configs/search_space/lowbit.json --budgets "$(echo "$BUDGETS" | tr ' ' ',')" --out "$OUT/${method}_s$seed.json" >&2

@@ -10,6 +10,8 @@
 //      --ilp-proxy hessian instead: quality = -Tr(H_l) / n_l x ||W_l - Q(W_l)||^2 (HAWQ-v2), the traces
 //      by Hutchinson on train batches (autoqnn/hessian_trace.h), the weight errors without evaluation:
 //      seconds instead of an evaluation per candidate; weight candidates only (one act per layer);
+//      --ilp-proxy fisher: the same quality, the traces from the Fisher (one backward per draw, no double
+//      backward; equal to the Hessian's layer blocks for ReLU / BatchNorm networks, hessian_trace.h);
 //   3. per budget: the multiple-choice knapsack of allocation.h (DP for one Sum budget, GLPK for several),
 //      then the budget fill (constraints.h fill_budget; a no-op at an exact optimum).
 //
@@ -32,7 +34,7 @@ struct IlpOptions : StrategyOptions {
   std::vector<double> budgets_bits;      // a front in bits/weight
   std::vector<double> budgets_kib;       // a front in KiB
   AllocSolver solver = AllocSolver::Auto;
-  std::string proxy = "accuracy";        // the measured table | "hessian" (Hessian trace x weight error)
+  std::string proxy = "accuracy";        // the measured table | "hessian" | "fisher" (trace x weight error)
   nlohmann::json to_json() const override;
   static IlpOptions from_json(const nlohmann::json& j);
 };

@@ -339,6 +339,51 @@ TEST(HessianTrace, HutchinsonMatchesTheExactTraceOfTheLastLayer) {
   EXPECT_EQ(hessian_traces(*m, data, ho)[2].trace, t[2].trace);
   for (const auto& q : m->parameters()) EXPECT_TRUE(q.requires_grad());
   EXPECT_THROW(hessian_traces(*m, TensorDataset{}, ho), std::invalid_argument);
+  // the Fisher estimator: the last layer's block is its Gauss-Newton block, the same exact value
+  HessianTraceOptions fo = ho;
+  fo.estimator = TraceEstimator::Fisher;
+  auto f = hessian_traces(*m, data, fo);
+  ASSERT_EQ(f.size(), 5u);
+  EXPECT_NEAR(f[4].trace, exact, 0.1 * exact) << "+- " << f[4].std_error;
+  EXPECT_EQ(f[4].draws, 600);
+  EXPECT_EQ(f[4].images, 1);
+  EXPECT_EQ(hessian_traces(*m, data, fo)[2].trace, f[2].trace);
+}
+
+// Every layer (not only the last): LeNet-5 is piecewise linear in each weight (ReLU, max-pool), so the
+// Fisher trace and Hutchinson's Hessian trace estimate the same number; they agree within their standard
+// errors, and the Fisher's default (4 batches x 8 draws) costs far fewer double-backward-free passes.
+TEST(HessianTrace, FisherAgreesWithHutchinsonOnEveryLayer) {
+  static std::string ck = autoqnn_test::train_synthetic_lenet5(tmp_dir() + "/lenet5_fp32.pt");
+  ModelPtr m = make_model("lenet5", autoqnn_test::kSyntheticCfg);
+  load_checkpoint_weights(ck, *m);
+  DataOptions d;
+  d.dataset = "synthetic";
+  d.train_limit = 256;
+  TensorDataset data = load_splits(d).train.head(32);
+  HessianTraceOptions ho;
+  ho.batches = 1;
+  ho.batch_size = 32;
+  ho.samples = 300;
+  HessianTraceOptions fo = ho;
+  fo.estimator = TraceEstimator::Fisher;
+  auto h = hessian_traces(*m, data, ho), f = hessian_traces(*m, data, fo);
+  ASSERT_EQ(h.size(), f.size());
+  for (size_t l = 0; l < h.size(); ++l) {
+    const double se = std::sqrt(h[l].std_error * h[l].std_error + f[l].std_error * f[l].std_error);
+    EXPECT_GT(f[l].trace, 0) << h[l].layer;
+    EXPECT_NEAR(f[l].trace, h[l].trace, 4 * se) << h[l].layer << ": hutchinson " << h[l].trace << " +- "
+                                                 << h[l].std_error << ", fisher " << f[l].trace << " +- " << f[l].std_error;
+    EXPECT_LT(f[l].std_error, h[l].std_error) << h[l].layer;  // a smaller variance per draw, too
+  }
+  HessianTraceOptions dflt;
+  dflt.estimator = TraceEstimator::Fisher;
+  dflt.batch_size = 8;
+  auto dd = hessian_traces(*m, data, dflt);
+  EXPECT_EQ(dd[0].draws, 32);   // 4 batches x 8 draws
+  EXPECT_EQ(dd[0].images, 32);
+  fo.samples = -1;
+  EXPECT_THROW(hessian_traces(*m, data, fo), std::invalid_argument);
 }
 
 // --ilp-proxy hessian: a front from Hessian traces x weight errors, no evaluation; refused where acts are searched
@@ -364,6 +409,20 @@ TEST(Ilp, HessianProxyFrontMeetsItsBudgetsAndIsRefusedForActCandidates) {
                                  tmp_dir() + "/hx.json");
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_TRUE(autoqnn_test::contains(r.out, "do not give --sensitivity")) << r.out;
+  // --ilp-proxy fisher: the same front from the Fisher traces; its policies record the estimator
+  SearchOptions f = ilp_options("fish", front, "fisher");
+  run_method(f);
+  for (double bits : front) {
+    Policy p = front_policy("fish", bits);
+    EXPECT_LE(p.totals.weight_bytes, p.search["budget"]["weight_bytes"].get<double>()) << bits;
+    EXPECT_TRUE(autoqnn_test::contains(p.search["sensitivity"].get<std::string>(), "Hessian traces (Fisher, 32 draws"))
+        << p.search["sensitivity"];
+    EXPECT_EQ(p.search["strategy"]["proxy"], "fisher");
+  }
+  r = autoqnn_test::run_cli("search --model lenet5 --dataset synthetic --checkpoint " + o.checkpoint +
+                            " --method ilp --ilp-proxy fischer --budgets 2 --out " + tmp_dir() + "/hx.json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(autoqnn_test::contains(r.out, "--ilp-proxy must be accuracy, hessian or fisher, got 'fischer'")) << r.out;
 }
 
 // QSS with a sensitivity prior: the prior is the fill's measured quality where it names every candidate

@@ -8,10 +8,15 @@
 
 namespace autoqnn {
 
+const char* trace_estimator_name(TraceEstimator e) { return e == TraceEstimator::Fisher ? "fisher" : "hutchinson"; }
+
 std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset& data, const HessianTraceOptions& opt) {
   if (data.size() == 0) throw std::invalid_argument("Hessian traces: the data set is empty");
-  if (opt.batches < 1 || opt.samples < 1 || opt.batch_size < 1)
-    throw std::invalid_argument("Hessian traces: batches, samples and batch size must be >= 1");
+  if (opt.batches < 0 || opt.samples < 0 || opt.batch_size < 1)
+    throw std::invalid_argument("Hessian traces: batches and samples must be >= 0 (0: the default), batch size >= 1");
+  const bool fisher = opt.estimator == TraceEstimator::Fisher;
+  const int64_t batches = opt.batches > 0 ? opt.batches : (fisher ? 4 : 2);
+  const int64_t samples = opt.samples > 0 ? opt.samples : (fisher ? 8 : 16);
   auto layers = quant_layers(model);
   if (layers.empty()) throw std::invalid_argument("Hessian traces: the model has no quantizable layer");
   std::vector<torch::Tensor> params;
@@ -40,14 +45,51 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
 
   const size_t L = params.size();
   std::vector<double> sum(L, 0.0), sum_sq(L, 0.0);
-  int64_t draws = 0;
+  int64_t draws = 0, images = 0;
   std::mt19937_64 rng(opt.seed * 0x9E3779B97F4A7C15ULL + 17);
   BatchIterator it(data, opt.batch_size, /*shuffle=*/true, opt.seed);
   torch::Tensor x, y;
-  for (int64_t b = 0; b < opt.batches && it.next(x, y); ++b) {
-    auto loss = torch::nn::functional::cross_entropy(model.forward(x.to(opt.device)), y.to(opt.device));
+  auto add = [&](const std::vector<torch::Tensor>& per_layer) {  // one device-to-host copy per draw
+    auto t = torch::stack(per_layer).to(torch::kCPU, torch::kFloat64);
+    const double* tp = t.data_ptr<double>();
+    for (size_t l = 0; l < L; ++l) {
+      sum[l] += tp[l];
+      sum_sq[l] += tp[l] * tp[l];
+    }
+  };
+  for (int64_t b = 0; b < batches && it.next(x, y); ++b) {
+    images += x.size(0);
+    auto logits = model.forward(x.to(opt.device));
+    if (fisher) {
+      // log p(.|x) kept for every draw; labels drawn from p by inverse CDF with our generator
+      auto logp = torch::log_softmax(logits, 1);
+      auto cdf = logp.detach().exp().cumsum(1).to(torch::kCPU, torch::kFloat64).contiguous();
+      const int64_t n = cdf.size(0), k = cdf.size(1);
+      const double* c = cdf.data_ptr<double>();
+      for (int64_t s = 0; s < samples; ++s) {
+        auto label = torch::empty({n, 1}, torch::kLong);
+        auto sign = torch::empty({n, 1}, torch::kFloat32);
+        int64_t* lp = label.data_ptr<int64_t>();
+        float* sp = sign.data_ptr<float>();
+        for (int64_t i = 0; i < n; ++i) {
+          const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53 * c[i * k + k - 1];
+          int64_t j = 0;
+          while (j + 1 < k && c[i * k + j] <= u) ++j;
+          lp[i] = j;
+          sp[i] = (rng() >> 63) ? 1.0f : -1.0f;
+        }
+        auto signed_nll = -(logp.gather(1, label.to(opt.device)) * sign.to(opt.device, logp.scalar_type())).sum();
+        auto g = torch::autograd::grad({signed_nll}, params, {}, /*retain_graph=*/true, /*create_graph=*/false);
+        std::vector<torch::Tensor> t;
+        for (size_t l = 0; l < L; ++l) t.push_back(g[l].pow(2).sum() / static_cast<double>(n));
+        add(t);
+        ++draws;
+      }
+      continue;
+    }
+    auto loss = torch::nn::functional::cross_entropy(logits, y.to(opt.device));
     auto grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true, /*create_graph=*/true);
-    for (int64_t s = 0; s < opt.samples; ++s) {
+    for (int64_t s = 0; s < samples; ++s) {
       std::vector<torch::Tensor> v;
       torch::Tensor gv = torch::zeros({}, loss.options());
       for (size_t l = 0; l < L; ++l) {
@@ -59,11 +101,9 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
         gv = gv + (grads[l] * v[l]).sum();
       }
       auto hv = torch::autograd::grad({gv}, params, {}, /*retain_graph=*/true, /*create_graph=*/false);
-      for (size_t l = 0; l < L; ++l) {
-        const double t = (hv[l] * v[l]).sum().item<double>();
-        sum[l] += t;
-        sum_sq[l] += t * t;
-      }
+      std::vector<torch::Tensor> t;
+      for (size_t l = 0; l < L; ++l) t.push_back((hv[l] * v[l]).sum());
+      add(t);
       ++draws;
     }
   }
@@ -75,6 +115,8 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
     t.params = params[l].numel();
     t.trace = sum[l] / static_cast<double>(draws);
     const double var = std::max(0.0, sum_sq[l] / static_cast<double>(draws) - t.trace * t.trace);
+    t.draws = draws;
+    t.images = images;
     t.std_error = draws > 1 ? std::sqrt(var / static_cast<double>(draws - 1)) : 0.0;
     out.push_back(t);
   }
