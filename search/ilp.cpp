@@ -153,12 +153,16 @@ SearchResult run_ilp(const SearchOptions& opt) {
   std::vector<ptq::SensitivityRow> rows;
   std::string table_source;
   std::map<std::string, double> trace_of;  // --ilp-proxy hessian: layer -> Tr(H_l)
+  std::map<std::string, double> act_trace_of;  // --ilp-proxy fisher: layer -> Tr of the Hessian in its input
+  bool acts_searched = false;
+  for (const auto& set : sets) acts_searched = acts_searched || set.act.size() > 1;
   if (io.proxy == "hessian" || io.proxy == "fisher") {
-    for (size_t i = 0; i < sets.size(); ++i)
+    for (size_t i = 0; i < sets.size() && io.proxy == "hessian"; ++i)
       if (sets[i].act.size() > 1)
-        throw std::invalid_argument("--ilp-proxy " + io.proxy + " ranks weight candidates only; layer '" + names[i] + "' has " +
+        throw std::invalid_argument("--ilp-proxy hessian ranks weight candidates only; layer '" + names[i] + "' has " +
                                     std::to_string(sets[i].act.size()) + " act candidates in the space '" +
-                                    opt.space_path + "' (use the measured table, --ilp-proxy accuracy)");
+                                    opt.space_path + "' (--ilp-proxy fisher ranks acts too; or the measured table, "
+                                    "--ilp-proxy accuracy)");
     Splits splits = load_splits(opt.data);
     HessianTraceOptions ho;
     ho.estimator = io.proxy == "fisher" ? TraceEstimator::Fisher : TraceEstimator::Hutchinson;
@@ -170,17 +174,24 @@ SearchResult run_ilp(const SearchOptions& opt) {
       trace_of[t.layer] = t.trace;
       trace_draws = t.draws;
       trace_images = t.images;
+      if (!std::isnan(t.act_trace)) act_trace_of[t.layer] = t.act_trace;
       log_info("ilp: " + t.layer + ": Tr(H) " + format_number("%.4g", t.trace) + " +- " +
-               format_number("%.2g", t.std_error) + " over " + std::to_string(t.params) + " weights");
+               format_number("%.2g", t.std_error) + " over " + std::to_string(t.params) + " weights" +
+               (std::isnan(t.act_trace) ? std::string()
+                                        : "; input " + format_number("%.4g", t.act_trace) + " +- " +
+                                              format_number("%.2g", t.act_std_error) + " over " +
+                                              std::to_string(t.act_numel) + " values per image"));
     }
     ptq::SensitivityOptions so;
-    so.accuracy = false;  // the weight errors only
-    so.calib_batches = 0;
+    so.accuracy = false;  // the weight and act errors only
+    so.calib_batches = opt.calib_batches;
+    so.batch_size = opt.batch_size;
     so.seed = opt.seed;
     so.device = opt.device;
     rows = ptq::analyze_sensitivity(*model, cands, splits.train, splits.train, so);
     table_source = io.proxy == "fisher" ? "Hessian traces (Fisher, " + std::to_string(trace_draws) + " draws on " +
-                                              std::to_string(trace_images) + " train images) x weight errors"
+                                              std::to_string(trace_images) + " train images) x weight" +
+                                              (acts_searched ? " and act errors" : " errors")
                                         : "Hessian traces (Hutchinson, " + std::to_string(trace_draws) +
                                               " vectors on " + std::to_string(trace_images) +
                                               " train images) x weight errors";
@@ -210,7 +221,10 @@ SearchResult run_ilp(const SearchOptions& opt) {
     } catch (const std::exception& e) {
       throw std::invalid_argument(table_source + ": row " + std::to_string(i + 1) + " (layer '" + r.layer + "'): " + e.what());
     }
-    q_of[key] = trace_of.empty() ? row_quality(r, accuracy) : -trace_of.at(r.layer) * r.mse;  // Tr/n x n x mse
+    // Tr/n x ||dW||^2 = Tr x mse (and the same per image for the layer's input)
+    q_of[key] = trace_of.empty() ? row_quality(r, accuracy)
+                                 : -trace_of.at(r.layer) * r.mse -
+                                       (r.act_mse > 0 ? act_trace_of.at(r.layer) * r.act_mse : 0.0);
   }
   for (size_t i = 0; i < problem.groups.size(); ++i) {
     auto& g = problem.groups[i];
@@ -224,7 +238,8 @@ SearchResult run_ilp(const SearchOptions& opt) {
   }
   const double analysis_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log_info("ilp: sensitivity table " + table_source + format_number(" (%.1f s)", analysis_s) +
-           (!trace_of.empty() ? "; quality = -Tr(H) / n x ||dW||^2"
+           (!trace_of.empty() ? "; quality = -Tr(H) / n x ||dW||^2" +
+                                    std::string(act_trace_of.empty() ? "" : " - Tr(H_input) / n x ||dA||^2")
             : accuracy        ? "; quality = -drop - 0.01 x weight error"
                               : "; quality = -weight error (no accuracy)"));
 
@@ -305,7 +320,8 @@ SearchMethod ilp_method() {
       {"ilp-proxy",
        "ilp: accuracy (measure every candidate's accuracy drop on the val split, or read --sensitivity) | hessian "
        "(Hessian trace x weight error, HAWQ-v2, Hutchinson: no evaluation; weight candidates only) | fisher (the "
-       "same, the trace from the Fisher: equal for ReLU/BatchNorm networks, about 10x cheaper)",
+       "same with the traces from the Fisher: equal for ReLU/BatchNorm networks, about 10x cheaper, and acts "
+       "ranked too by the trace in each layer's input x the act error)",
        "accuracy", false},
   };
   m.options_from_flags = [](const FlagValues& f) {

@@ -348,6 +348,14 @@ TEST(HessianTrace, HutchinsonMatchesTheExactTraceOfTheLastLayer) {
   EXPECT_EQ(f[4].draws, 600);
   EXPECT_EQ(f[4].images, 1);
   EXPECT_EQ(hessian_traces(*m, data, fo)[2].trace, f[2].trace);
+  // ... and the trace in fc3's input a: the Hessian of the loss in a is W^T (diag(p) - p p^T) W
+  auto W = m->named_parameters()["fc3.weight"].detach().to(torch::kFloat64);
+  auto p0 = p[0];
+  const double exact_a = ((torch::diag(p0) - torch::outer(p0, p0)).mm(W.mm(W.t()))).trace().item<double>();
+  EXPECT_EQ(f[4].act_numel, 84);
+  EXPECT_NEAR(f[4].act_trace, exact_a, 0.1 * exact_a) << "+- " << f[4].act_std_error;
+  EXPECT_TRUE(std::isnan(t[4].act_trace));  // Hutchinson: weights only
+  for (const auto& l : quant_layers(*m)) EXPECT_FALSE(l.layer->act_quantizer()) << l.name;  // probes removed
 }
 
 // Every layer (not only the last): LeNet-5 is piecewise linear in each weight (ReLU, max-pool), so the
@@ -418,6 +426,20 @@ TEST(Ilp, HessianProxyFrontMeetsItsBudgetsAndIsRefusedForActCandidates) {
     EXPECT_TRUE(autoqnn_test::contains(p.search["sensitivity"].get<std::string>(), "Hessian traces (Fisher, 32 draws"))
         << p.search["sensitivity"];
     EXPECT_EQ(p.search["strategy"]["proxy"], "fisher");
+  }
+  // ... and it ranks act candidates too (the trace in each layer's input x the act error): a W+A front
+  SearchOptions fwa = ilp_options("fish_wa", {2, 4}, "fisher");
+  fwa.space_path = std::string(AUTOQNN_SOURCE_DIR) + "/configs/search_space/wa.json";
+  fwa.budgets["--wa-bits"] = 9;  // W3A3
+  run_method(fwa);
+  for (double bits : {2.0, 4.0}) {
+    Policy p = front_policy("fish_wa", bits);
+    EXPECT_LE(p.totals.weight_bytes, p.search["budget"]["weight_bytes"].get<double>()) << bits;
+    EXPECT_LE(p.totals.bops, p.search["budget"]["bops"].get<double>()) << bits;
+    EXPECT_TRUE(autoqnn_test::contains(p.search["sensitivity"].get<std::string>(), "x weight and act errors"));
+    int act_bits_below_8 = 0;
+    for (const auto& l : p.layers) act_bits_below_8 += l.act_bits < 8;
+    EXPECT_GT(act_bits_below_8, 0) << bits;  // W3A3's BOPs cannot be met with 8-bit acts everywhere
   }
   r = autoqnn_test::run_cli("search --model lenet5 --dataset synthetic --checkpoint " + o.checkpoint +
                             " --method ilp --ilp-proxy fischer --budgets 2 --out " + tmp_dir() + "/hx.json");

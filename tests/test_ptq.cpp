@@ -9,6 +9,7 @@
 #include <set>
 
 #include "autoqnn/aciq.h"
+#include "autoqnn/act_stats.h"
 #include "autoqnn/afp_search.h"
 #include "autoqnn/bias_correction.h"
 #include "autoqnn/bit_allocation.h"
@@ -290,6 +291,58 @@ TEST(PtqSensitivity, TableAndCsvRoundTrip) {
   EXPECT_EQ(back[3].weight, rows[3].weight);
   EXPECT_NEAR(back[3].sqnr_db, rows[3].sqnr_db, 1e-6);
   EXPECT_THROW(parse_sensitivity_csv("a,b\n", "s.csv"), std::runtime_error);
+}
+
+// Without accuracy (the Hessian / Fisher proxies of `search --method ilp`): the weight error once per weight
+// spec, the act error once per act spec, each the same in every row that shares it; more act bits, a
+// smaller act error; the direct computation on the layer's calibrated quantizer agrees.
+TEST(PtqSensitivity, WithoutAccuracyTheActErrorIsMeasuredPerActSpec) {
+  auto m = lenet();
+  auto data = ptq_data(64, 13);
+  SensitivityOptions so;
+  so.calib_batches = 1;
+  so.batch_size = 64;
+  so.accuracy = false;
+  std::vector<std::vector<std::pair<quant::QuantSpec, quant::QuantSpec>>> cands(5);
+  for (auto& c : cands)
+    for (const char* w : {"fixed:2", "fixed:4"})
+      for (const char* a : {"fp32", "uniform:2", "uniform:4", "uniform:8"})
+        c.emplace_back(quant::QuantSpec::parse(w), quant::QuantSpec::parse(a));
+  auto rows = analyze_sensitivity(*m, cands, data, data, so);
+  ASSERT_EQ(rows.size(), 40u);
+  for (size_t l = 0; l < 5; ++l) {
+    const SensitivityRow* r = &rows[8 * l];
+    EXPECT_EQ(r[0].act_mse, 0.0) << r[0].layer;  // fp32
+    EXPECT_GT(r[1].act_mse, 3 * r[2].act_mse) << r[0].layer;  // 2 -> 4 bits
+    EXPECT_GT(r[2].act_mse, 10 * r[3].act_mse) << r[0].layer;  // 4 -> 8 bits
+    EXPECT_GT(r[3].act_mse, 0.0) << r[0].layer;
+    for (int k = 0; k < 4; ++k) {
+      EXPECT_EQ(r[k].act_mse, r[4 + k].act_mse) << r[0].layer;  // the same act spec under another weight
+      EXPECT_EQ(r[k].mse, r[0].mse) << r[0].layer;                 // the same weight spec
+      EXPECT_EQ(r[k].top1, 0.0);
+    }
+    EXPECT_GT(r[0].mse, r[4].mse) << r[0].layer;
+  }
+  // conv2's uniform:2 error, directly: its quantizer calibrated alone, then (Q(a) - a)^2 on the first batch
+  auto m2 = lenet();
+  auto layers = quant_layers(*m2);
+  auto aq = quant::make_quantizer(quant::QuantSpec::parse("uniform:2"), quant::Role::Activation);
+  layers[1].layer->set_act_quantizer(aq);
+  CalibOptions co;
+  co.batches = 1;
+  co.batch_size = 64;
+  calibrate_model(*m2, data, co);
+  ptq::StatsOptions st;
+  st.batches = 1;
+  st.batch_size = 64;
+  st.keep_inputs = 64;
+  layers[1].layer->set_act_quantizer(nullptr);
+  auto a = ptq::collect_act_stats(*m2, data.head(64), st).at("conv2").input;
+  torch::NoGradGuard ng;
+  aq->eval();
+  const double direct = (aq->forward(a) - a).to(torch::kFloat64).pow(2).mean().item<double>();
+  EXPECT_NEAR(rows[8 + 1].act_mse, direct, 1e-6 * direct);
+  for (const auto& l : quant_layers(*m)) EXPECT_FALSE(l.layer->act_quantizer());
 }
 
 // ---------------------------------------------------------------- ACIQ guard

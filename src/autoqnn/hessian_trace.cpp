@@ -8,6 +8,22 @@
 
 namespace autoqnn {
 
+namespace {
+
+// Stands in an empty act slot while the Fisher traces are drawn: hands on a view of its input (a node of
+// its own, so the gradient in it is this layer's path only) and keeps it for autograd::grad.
+class InputProbe : public quant::FakeQuantizer {
+ public:
+  torch::Tensor input;
+  torch::Tensor forward(const torch::Tensor& x) override {
+    input = x.requires_grad() ? x.view_as(x) : x.detach().requires_grad_(true);
+    return input;
+  }
+  std::string describe() const override { return "Hessian-trace input probe"; }
+};
+
+}  // namespace
+
 const char* trace_estimator_name(TraceEstimator e) { return e == TraceEstimator::Fisher ? "fisher" : "hutchinson"; }
 
 std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset& data, const HessianTraceOptions& opt) {
@@ -33,18 +49,29 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
   for (auto& p : model.parameters(/*recurse=*/true)) grad_flags.emplace_back(p, p.requires_grad());
   for (auto& [p, on] : grad_flags) p.requires_grad_(false);
   for (auto& p : params) p.requires_grad_(true);
+  std::vector<std::shared_ptr<InputProbe>> probes;  // Fisher: the layers' inputs
+  if (opt.estimator == TraceEstimator::Fisher)
+    for (auto& l : layers) {
+      probes.push_back(std::make_shared<InputProbe>());
+      l.layer->set_act_quantizer(probes.back());
+    }
   struct Restore {
     Model& m;
     bool training;
     std::vector<std::pair<torch::Tensor, bool>>& flags;
+    std::vector<NamedQuantLayer>& layers;
+    bool probed;
     ~Restore() {
       for (auto& [p, on] : flags) p.requires_grad_(on);
+      if (probed)
+        for (auto& l : layers) l.layer->set_act_quantizer(nullptr);
       m.train(training);
     }
-  } restore{model, was_training, grad_flags};
+  } restore{model, was_training, grad_flags, layers, !probes.empty()};
 
   const size_t L = params.size();
-  std::vector<double> sum(L, 0.0), sum_sq(L, 0.0);
+  std::vector<double> sum(2 * L, 0.0), sum_sq(2 * L, 0.0);  // weights, then (Fisher) the layers' inputs
+  std::vector<int64_t> act_numel(L, 0);
   int64_t draws = 0, images = 0;
   std::mt19937_64 rng(opt.seed * 0x9E3779B97F4A7C15ULL + 17);
   BatchIterator it(data, opt.batch_size, /*shuffle=*/true, opt.seed);
@@ -52,7 +79,7 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
   auto add = [&](const std::vector<torch::Tensor>& per_layer) {  // one device-to-host copy per draw
     auto t = torch::stack(per_layer).to(torch::kCPU, torch::kFloat64);
     const double* tp = t.data_ptr<double>();
-    for (size_t l = 0; l < L; ++l) {
+    for (size_t l = 0; l < per_layer.size(); ++l) {
       sum[l] += tp[l];
       sum_sq[l] += tp[l] * tp[l];
     }
@@ -66,6 +93,11 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
       auto cdf = logp.detach().exp().cumsum(1).to(torch::kCPU, torch::kFloat64).contiguous();
       const int64_t n = cdf.size(0), k = cdf.size(1);
       const double* c = cdf.data_ptr<double>();
+      std::vector<torch::Tensor> wrt = params;
+      for (size_t l = 0; l < L; ++l) {
+        wrt.push_back(probes[l]->input);
+        act_numel[l] = probes[l]->input.numel() / probes[l]->input.size(0);
+      }
       for (int64_t s = 0; s < samples; ++s) {
         auto label = torch::empty({n, 1}, torch::kLong);
         auto sign = torch::empty({n, 1}, torch::kFloat32);
@@ -79,9 +111,9 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
           sp[i] = (rng() >> 63) ? 1.0f : -1.0f;
         }
         auto signed_nll = -(logp.gather(1, label.to(opt.device)) * sign.to(opt.device, logp.scalar_type())).sum();
-        auto g = torch::autograd::grad({signed_nll}, params, {}, /*retain_graph=*/true, /*create_graph=*/false);
+        auto g = torch::autograd::grad({signed_nll}, wrt, {}, /*retain_graph=*/true, /*create_graph=*/false);
         std::vector<torch::Tensor> t;
-        for (size_t l = 0; l < L; ++l) t.push_back(g[l].pow(2).sum() / static_cast<double>(n));
+        for (size_t l = 0; l < 2 * L; ++l) t.push_back(g[l].pow(2).sum() / static_cast<double>(n));
         add(t);
         ++draws;
       }
@@ -115,6 +147,12 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
     t.params = params[l].numel();
     t.trace = sum[l] / static_cast<double>(draws);
     const double var = std::max(0.0, sum_sq[l] / static_cast<double>(draws) - t.trace * t.trace);
+    if (fisher) {
+      t.act_numel = act_numel[l];
+      t.act_trace = sum[L + l] / static_cast<double>(draws);
+      const double av = std::max(0.0, sum_sq[L + l] / static_cast<double>(draws) - t.act_trace * t.act_trace);
+      t.act_std_error = draws > 1 ? std::sqrt(av / static_cast<double>(draws - 1)) : 0.0;
+    }
     t.draws = draws;
     t.images = images;
     t.std_error = draws > 1 ? std::sqrt(var / static_cast<double>(draws - 1)) : 0.0;

@@ -15,10 +15,16 @@
 // on one CPU thread) and has a smaller variance (docs/benchmarks.md). Elsewhere (sigmoid, GELU,
 // attention) Tr(F_l) is the Gauss-Newton part of the trace, a non-negative curvature, not the trace itself.
 //
+// The Fisher estimator also gives each layer's ACTIVATION trace: Tr of the Hessian of one image's loss in
+// that layer's input a (summed over a's elements, averaged over images), from the same backward: an image's
+// input affects only its own loss (eval mode), so ||d(sum_i s_i l_i)/da||^2 = sum_i ||dl_i/da_i||^2
+// exactly. The network downstream of a is piecewise linear in a, so again Fisher = Hessian there.
+//
 // It is the cheap sensitivity of `search --method ilp --ilp-proxy hessian|fisher`: a candidate's quality is
 // -Tr(H_l) / n_l x ||W_l - Q(W_l)||^2 (HAWQ-v2's Omega), the second-order loss increase of quantizing
 // layer l alone, so no evaluation per candidate.
 #pragma once
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -48,6 +54,9 @@ struct LayerHessianTrace {
   int64_t params = 0;     // n_l
   double trace = 0;       // the estimate of Tr(H_l) (sum over the layer's n_l weights)
   double std_error = 0;   // standard error of that mean over the batches x samples draws
+  double act_trace = NAN; // Fisher only: Tr of the per-image Hessian in the layer's input (NaN: not estimated)
+  double act_std_error = NAN;
+  int64_t act_numel = 0;  // elements of one image's input to the layer
   int64_t draws = 0;      // batches x samples actually drawn
   int64_t images = 0;     // images in those batches
 };

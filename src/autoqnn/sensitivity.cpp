@@ -3,6 +3,7 @@
 #include <cmath>
 #include <iomanip>
 #include <limits>
+#include <map>
 #include <sstream>
 
 #include "autoqnn/afp_search.h"
@@ -15,6 +16,87 @@ namespace autoqnn::ptq {
 
 using quant::QuantSpec;
 using quant::Role;
+
+namespace {
+
+struct ClearQuantizers {
+  QuantLayer* l;
+  ~ClearQuantizers() {
+    l->set_weight_quantizer(nullptr);
+    l->set_act_quantizer(nullptr);
+  }
+};
+
+// mse, sqnr_db, afp_distance of the layer's weight under its installed weight quantizer
+void fill_weight_error(const NamedQuantLayer& nl, SensitivityRow& r) {
+  auto w = nl.layer->weight_param().detach().to(torch::kFloat64);
+  auto q = nl.layer->effective_weight().detach().to(torch::kFloat64);
+  const double err = (w - q).pow(2).sum().item<double>(), sig = w.pow(2).sum().item<double>();
+  r.mse = err / static_cast<double>(w.numel());
+  r.sqnr_db = err > 0 ? 10.0 * std::log10(sig / err) : std::numeric_limits<double>::infinity();
+  r.afp_distance = afp_distance(w, q);
+}
+
+SensitivityRow weight_error(Model& model, const NamedQuantLayer& nl, const QuantSpec& ws,
+                            const SensitivityOptions& opt) {
+  SensitivityRow r;
+  auto wq = quant::make_quantizer(ws, Role::Weight);
+  if (wq) wq->to(opt.device);
+  nl.layer->set_weight_quantizer(wq);
+  ClearQuantizers clear{nl.layer};
+  CalibOptions co;  // the weight quantizers' own calibration (no data)
+  co.batches = 0;
+  co.device = opt.device;
+  calibrate_model(model, TensorDataset{}, co);
+  torch::NoGradGuard ng;
+  model.eval();
+  fill_weight_error(nl, r);
+  return r;
+}
+
+// Stands in the act slot after calibration: the quantizer's squared error on the inputs it sees.
+class ErrorMeter : public quant::FakeQuantizer {
+ public:
+  explicit ErrorMeter(FakeQuantPtr inner) : inner_(std::move(inner)) {}
+  double sum_sq = 0;
+  int64_t count = 0;
+  torch::Tensor forward(const torch::Tensor& x) override {
+    auto q = inner_->forward(x);
+    sum_sq += (q.detach() - x.detach()).to(torch::kFloat64).pow(2).sum().item<double>();
+    count += x.numel();
+    return q;
+  }
+  std::string describe() const override { return "act error meter"; }
+
+ private:
+  FakeQuantPtr inner_;
+};
+
+// The layer's act quantizer calibrated alone (FP32 weights everywhere), then its mean squared error on the
+// first calibration batch.
+double act_error(Model& model, const NamedQuantLayer& nl, const QuantSpec& as, const TensorDataset& calib,
+                 const SensitivityOptions& opt) {
+  auto aq = quant::make_quantizer(as, Role::Activation);
+  if (!aq) return 0.0;
+  if (calib.size() == 0) throw std::invalid_argument("sensitivity: act candidates need calibration data");
+  aq->to(opt.device);
+  nl.layer->set_act_quantizer(aq);
+  ClearQuantizers clear{nl.layer};
+  CalibOptions co;
+  co.batches = std::max<int64_t>(opt.calib_batches, 1);
+  co.batch_size = opt.batch_size;
+  co.seed = opt.seed;
+  co.device = opt.device;
+  calibrate_model(model, calib, co);
+  auto meter = std::make_shared<ErrorMeter>(aq);
+  nl.layer->set_act_quantizer(meter);
+  torch::NoGradGuard ng;
+  model.eval();
+  model.forward(calib.head(opt.batch_size).images.to(opt.device));
+  return meter->count > 0 ? meter->sum_sq / static_cast<double>(meter->count) : 0.0;
+}
+
+}  // namespace
 
 std::vector<SensitivityRow> analyze_sensitivity(
     Model& model, const std::vector<std::vector<std::pair<QuantSpec, QuantSpec>>>& candidates,
@@ -33,6 +115,8 @@ std::vector<SensitivityRow> analyze_sensitivity(
   std::vector<SensitivityRow> rows;
   for (size_t i = 0; i < layers.size(); ++i) {
     auto& nl = layers[i];
+    std::map<std::string, SensitivityRow> weight_fit;  // without accuracy: per weight spec
+    std::map<std::string, double> act_fit;             // without accuracy: per act spec
     for (const auto& [ws, as] : candidates[i]) {
       SensitivityRow r;
       r.layer = nl.name;
@@ -40,19 +124,31 @@ std::vector<SensitivityRow> analyze_sensitivity(
       r.weight = ws.to_string();
       r.act = as.to_string();
       r.weight_bytes = quant::storage_cost(ws, nl.layer->weight_shape(), Role::Weight).bytes();
+      if (!opt.accuracy) {
+        auto wf = weight_fit.find(r.weight);
+        if (wf == weight_fit.end()) {
+          wf = weight_fit.emplace(r.weight, weight_error(model, nl, ws, opt)).first;
+          log_info("analyze: " + nl.name + " " + r.weight + ": sqnr " + std::to_string(wf->second.sqnr_db) + " dB");
+        }
+        r.mse = wf->second.mse;
+        r.sqnr_db = wf->second.sqnr_db;
+        r.afp_distance = wf->second.afp_distance;
+        auto af = act_fit.find(r.act);
+        if (af == act_fit.end()) {
+          af = act_fit.emplace(r.act, act_error(model, nl, as, calib, opt)).first;
+          if (as.scheme != "fp32") log_info("analyze: " + nl.name + " act " + r.act + ": mse " + std::to_string(af->second));
+        }
+        r.act_mse = af->second;
+        rows.push_back(r);
+        continue;
+      }
       auto wq = quant::make_quantizer(ws, Role::Weight);
       auto aq = quant::make_quantizer(as, Role::Activation);
       if (wq) wq->to(opt.device);
       if (aq) aq->to(opt.device);
       nl.layer->set_weight_quantizer(wq);
       nl.layer->set_act_quantizer(aq);
-      struct Clear {
-        QuantLayer* l;
-        ~Clear() {
-          l->set_weight_quantizer(nullptr);
-          l->set_act_quantizer(nullptr);
-        }
-      } clear{nl.layer};
+      ClearQuantizers clear{nl.layer};
       CalibOptions co;
       co.batches = aq ? opt.calib_batches : 0;
       co.batch_size = opt.batch_size;
@@ -62,19 +158,12 @@ std::vector<SensitivityRow> analyze_sensitivity(
       {
         torch::NoGradGuard ng;
         model.eval();
-        auto w = nl.layer->weight_param().detach().to(torch::kFloat64);
-        auto q = nl.layer->effective_weight().detach().to(torch::kFloat64);
-        const double err = (w - q).pow(2).sum().item<double>(), sig = w.pow(2).sum().item<double>();
-        r.mse = err / static_cast<double>(w.numel());
-        r.sqnr_db = err > 0 ? 10.0 * std::log10(sig / err) : std::numeric_limits<double>::infinity();
-        r.afp_distance = afp_distance(w, q);
+        fill_weight_error(nl, r);
       }
-      if (opt.accuracy) {
-        r.top1 = evaluate_sharded(model, test, opt.batch_size, opt.device).top1;  // data parallel: shards reduced
-        r.drop = fp_top1 - r.top1;
-      }
+      r.top1 = evaluate_sharded(model, test, opt.batch_size, opt.device).top1;  // data parallel: shards reduced
+      r.drop = fp_top1 - r.top1;
       log_info("analyze: " + nl.name + " " + r.weight + " / " + r.act + ": sqnr " + std::to_string(r.sqnr_db) +
-               " dB" + (opt.accuracy ? ", drop " + std::to_string(100 * r.drop) + " %" : ""));
+               " dB, drop " + std::to_string(100 * r.drop) + " %");
       rows.push_back(r);
     }
   }

@@ -4,6 +4,10 @@
 //   sqnr_db = 10 log10(sum W^2 / sum (W - Q(W))^2)  (inf when exact)
 //   afp_distance = the CDF-based symmetric KL of afp_search.h between |W| and |Q(W)|
 //   top1, drop = top1(FP32) - top1 (after calibrating the layer's quantizers on the calibration batches)
+//   act_mse = mean (a - Q(a))^2 of the layer's input on one calibration batch, the act quantizer calibrated
+//             alone (0 for fp32); measured only without accuracy (not in the CSV)
+// Without accuracy the weight error is computed once per (layer, weight spec) and the act error once per
+// (layer, act spec), so a joint W x A space costs W + A fits per layer, not W x A.
 // The table (CSV) is what `search --init-from-sensitivity` reads.
 #pragma once
 #include <string>
@@ -22,6 +26,7 @@ struct SensitivityRow {
   int64_t weight_bytes = 0;
   double mse = 0, sqnr_db = 0, afp_distance = 0;
   double top1 = 0, drop = 0;
+  double act_mse = 0;
 };
 
 struct SensitivityOptions {
@@ -29,7 +34,7 @@ struct SensitivityOptions {
   int64_t batch_size = 128;
   uint64_t seed = 1;
   torch::Device device = torch::kCPU;
-  bool accuracy = true;  // false: weight errors only (no evaluation)
+  bool accuracy = true;  // false: weight and act errors only (no evaluation)
 };
 
 // candidates[i] = the (weight, act) pairs of layer i (quant_layers order). `model`: FP32, no quantizers;
