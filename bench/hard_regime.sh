@@ -12,7 +12,8 @@
 # W+A (--wa "4 3 2"): for each k, uniform WkAk rows (weights UNIFORM_WA at k bits, UNIFORM_WA_ACT (uniform,
 # pact) k-bit activations on every layer) and the methods under the BOPs of uniform WkAk (--wa-bits k,k) and the weight size of k
 # bits/weight (--avg-bits k), in the `wa` space (2/3/4/8-bit activations searched on every layer); ilp reads
-# one `analyze` table of the space for every k (its search_s = analysis + solve). CSV results/hard_regime_wa.csv
+# one `analyze` table of the space for every k (its search_s = analysis + solve); ilp-fisher ranks weights and
+# acts by the Fisher traces x errors (no table). CSV results/hard_regime_wa.csv
 # (with a bops column).
 #
 # Usage: bench/hard_regime.sh [--seeds "1 2 3"] [--budgets "1.5 1.25 1 2"] [--wa "4 3 2"]
@@ -98,13 +99,15 @@ if [ -n "$WA" ]; then  # weights + activations under BOPs budgets
           fi
           t0=$(( $(date +%s) - $(cat "$sens.seconds") ))  # search_s = the analysis + this solve
           extra=(--sensitivity "$sens")
+        elif [[ "$method" == ilp-* ]]; then  # ilp-fisher: traces x errors, no table (ilp-hessian: weights only)
+          extra=(--ilp-proxy "${method#ilp-}")
         else
           extra=(--arch-lr 0.05 --epochs 1 --warmup 0)
           [ "$method" = qpl ] && extra=(--bit-lr 0.1 --epochs 1 --warmup 0)  # acts: QPL's default for the BOPs budget
           [ "$method" = qss+qpl ] && extra+=(--bit-lr 0.1)
         fi
-        if ! "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "$method" "${extra[@]}" \
-          --space "$SPACE" --avg-bits "$k" --wa-bits "$k,$k" --out "$OUT/$name.json" >&2; then
+        if ! "${RUN[@]}" search --model "$MODEL" "${common[@]}" --seed "$seed" --checkpoint "$FP" --method "${method%%-*}" \
+          "${extra[@]}" --space "$SPACE" --avg-bits "$k" --wa-bits "$k,$k" --out "$OUT/$name.json" >&2; then
           failed_row "$method" "W${k}A${k}" "$seed"; continue
         fi
         finetune_eval "$name" "$OUT/$name.json" "$seed" "$method" "W${k}A${k}" $(( $(date +%s) - t0 ))

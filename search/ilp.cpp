@@ -166,6 +166,7 @@ SearchResult run_ilp(const SearchOptions& opt) {
     Splits splits = load_splits(opt.data);
     HessianTraceOptions ho;
     ho.estimator = io.proxy == "fisher" ? TraceEstimator::Fisher : TraceEstimator::Hutchinson;
+    ho.act_traces = acts_searched;
     ho.batch_size = opt.batch_size;
     ho.seed = opt.seed;
     ho.device = opt.device;

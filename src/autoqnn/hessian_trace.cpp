@@ -50,7 +50,7 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
   for (auto& [p, on] : grad_flags) p.requires_grad_(false);
   for (auto& p : params) p.requires_grad_(true);
   std::vector<std::shared_ptr<InputProbe>> probes;  // Fisher: the layers' inputs
-  if (opt.estimator == TraceEstimator::Fisher)
+  if (opt.estimator == TraceEstimator::Fisher && opt.act_traces)
     for (auto& l : layers) {
       probes.push_back(std::make_shared<InputProbe>());
       l.layer->set_act_quantizer(probes.back());
@@ -94,7 +94,7 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
       const int64_t n = cdf.size(0), k = cdf.size(1);
       const double* c = cdf.data_ptr<double>();
       std::vector<torch::Tensor> wrt = params;
-      for (size_t l = 0; l < L; ++l) {
+      for (size_t l = 0; l < probes.size(); ++l) {
         wrt.push_back(probes[l]->input);
         act_numel[l] = probes[l]->input.numel() / probes[l]->input.size(0);
       }
@@ -113,7 +113,7 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
         auto signed_nll = -(logp.gather(1, label.to(opt.device)) * sign.to(opt.device, logp.scalar_type())).sum();
         auto g = torch::autograd::grad({signed_nll}, wrt, {}, /*retain_graph=*/true, /*create_graph=*/false);
         std::vector<torch::Tensor> t;
-        for (size_t l = 0; l < 2 * L; ++l) t.push_back(g[l].pow(2).sum() / static_cast<double>(n));
+        for (const auto& gl : g) t.push_back(gl.pow(2).sum() / static_cast<double>(n));
         add(t);
         ++draws;
       }
@@ -147,7 +147,7 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
     t.params = params[l].numel();
     t.trace = sum[l] / static_cast<double>(draws);
     const double var = std::max(0.0, sum_sq[l] / static_cast<double>(draws) - t.trace * t.trace);
-    if (fisher) {
+    if (!probes.empty()) {
       t.act_numel = act_numel[l];
       t.act_trace = sum[L + l] / static_cast<double>(draws);
       const double av = std::max(0.0, sum_sq[L + l] / static_cast<double>(draws) - t.act_trace * t.act_trace);

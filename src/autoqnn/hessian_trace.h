@@ -45,6 +45,7 @@ struct HessianTraceOptions {
   int64_t batch_size = 128;
   int64_t samples = 0;       // draws per batch (Rademacher vectors / sign-and-label draws);
                              // 0: the estimator's default (Hutchinson 16, Fisher 8)
+  bool act_traces = false;   // Fisher: also the traces in the layers' inputs (a gradient in every input)
   uint64_t seed = 1;         // batch order and the draws (our own generator: the same on every build)
   torch::Device device = torch::kCPU;
 };
@@ -54,7 +55,7 @@ struct LayerHessianTrace {
   int64_t params = 0;     // n_l
   double trace = 0;       // the estimate of Tr(H_l) (sum over the layer's n_l weights)
   double std_error = 0;   // standard error of that mean over the batches x samples draws
-  double act_trace = NAN; // Fisher only: Tr of the per-image Hessian in the layer's input (NaN: not estimated)
+  double act_trace = NAN; // Fisher with act_traces: Tr of the per-image Hessian in the layer's input, else NaN
   double act_std_error = NAN;
   int64_t act_numel = 0;  // elements of one image's input to the layer
   int64_t draws = 0;      // batches x samples actually drawn
