@@ -26,7 +26,8 @@ using nlohmann::json;
 
 json IlpOptions::to_json() const {
   return {{"sensitivity", sensitivity}, {"budgets_bits", budgets_bits}, {"budgets_kib", budgets_kib},
-          {"solver", alloc_solver_name(solver)}, {"proxy", proxy}};
+          {"solver", alloc_solver_name(solver)}, {"proxy", proxy},
+          {"trace_batches", trace_batches}, {"trace_samples", trace_samples}};
 }
 
 IlpOptions IlpOptions::from_json(const json& j) {
@@ -37,6 +38,8 @@ IlpOptions IlpOptions::from_json(const json& j) {
     o.budgets_kib = j.value("budgets_kib", std::vector<double>{});
     o.solver = parse_alloc_solver(j.value("solver", "auto"));
     o.proxy = j.value("proxy", "accuracy");
+    o.trace_batches = j.value("trace_batches", int64_t{0});
+    o.trace_samples = j.value("trace_samples", int64_t{0});
   } catch (const json::exception& e) {
     throw std::invalid_argument(std::string("ilp options: ") + e.what());
   }
@@ -167,6 +170,8 @@ SearchResult run_ilp(const SearchOptions& opt) {
     HessianTraceOptions ho;
     ho.estimator = io.proxy == "fisher" ? TraceEstimator::Fisher : TraceEstimator::Hutchinson;
     ho.act_traces = acts_searched;
+    ho.batches = io.trace_batches;
+    ho.samples = io.trace_samples;
     ho.batch_size = opt.batch_size;
     ho.seed = opt.seed;
     ho.device = opt.device;
@@ -324,6 +329,9 @@ SearchMethod ilp_method() {
        "same with the traces from the Fisher: equal for ReLU/BatchNorm networks, about 10x cheaper, and acts "
        "ranked too by the trace in each layer's input x the act error)",
        "accuracy", false},
+      {"trace-batches", "ilp --ilp-proxy hessian|fisher: train batches for the traces (0: 2 hessian, 4 fisher)", "0",
+       false},
+      {"trace-samples", "ilp --ilp-proxy hessian|fisher: draws per batch (0: 16 hessian, 8 fisher)", "0", false},
   };
   m.options_from_flags = [](const FlagValues& f) {
     auto o = std::make_shared<IlpOptions>();
@@ -332,6 +340,12 @@ SearchMethod ilp_method() {
     if (f.has("budgets-kib")) o->budgets_kib = parse_budget_list(f.text("budgets-kib"), "--budgets-kib");
     o->solver = parse_alloc_solver(f.text("ilp-solver"));
     o->proxy = f.text("ilp-proxy");
+    o->trace_batches = f.integer("trace-batches");
+    o->trace_samples = f.integer("trace-samples");
+    if (o->trace_batches < 0 || o->trace_samples < 0)
+      throw std::invalid_argument("--trace-batches and --trace-samples must be >= 0 (0: the estimator's default)");
+    if (o->proxy == "accuracy" && (o->trace_batches > 0 || o->trace_samples > 0))
+      throw std::invalid_argument("--trace-batches / --trace-samples need --ilp-proxy hessian or fisher");
     if (o->proxy != "accuracy" && o->proxy != "hessian" && o->proxy != "fisher")
       throw std::invalid_argument("--ilp-proxy must be accuracy, hessian or fisher, got '" + o->proxy + "'");
     if (o->proxy != "accuracy" && !o->sensitivity.empty())

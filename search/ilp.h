@@ -35,6 +35,8 @@ struct IlpOptions : StrategyOptions {
   std::vector<double> budgets_kib;       // a front in KiB
   AllocSolver solver = AllocSolver::Auto;
   std::string proxy = "accuracy";        // the measured table | "hessian" | "fisher" (trace x weight error)
+  int64_t trace_batches = 0;             // hessian / fisher: train batches and draws per batch (0: the
+  int64_t trace_samples = 0;             // estimator's default, autoqnn/hessian_trace.h)
   nlohmann::json to_json() const override;
   static IlpOptions from_json(const nlohmann::json& j);
 };

@@ -421,6 +421,13 @@ TEST(Ilp, HessianProxyFrontMeetsItsBudgetsAndIsRefusedForActCandidates) {
   // --ilp-proxy fisher: the same front from the Fisher traces; its policies record the estimator
   SearchOptions f = ilp_options("fish", front, "fisher");
   run_method(f);
+  IlpOptions t;  // the trace settings travel with the options (state file, provenance)
+  t.proxy = "fisher";
+  t.trace_batches = 3;
+  t.trace_samples = 5;
+  const IlpOptions back = IlpOptions::from_json(t.to_json());
+  EXPECT_EQ(back.trace_batches, 3);
+  EXPECT_EQ(back.trace_samples, 5);
   for (double bits : front) {
     Policy p = front_policy("fish", bits);
     EXPECT_LE(p.totals.weight_bytes, p.search["budget"]["weight_bytes"].get<double>()) << bits;
@@ -446,6 +453,11 @@ TEST(Ilp, HessianProxyFrontMeetsItsBudgetsAndIsRefusedForActCandidates) {
                             " --method ilp --ilp-proxy fischer --budgets 2 --out " + tmp_dir() + "/hx.json");
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_TRUE(autoqnn_test::contains(r.out, "--ilp-proxy must be accuracy, hessian or fisher, got 'fischer'")) << r.out;
+  r = autoqnn_test::run_cli("search --model lenet5 --dataset synthetic --checkpoint " + o.checkpoint +
+                            " --method ilp --trace-samples 8 --budgets 2 --out " + tmp_dir() + "/hx.json");
+  EXPECT_EQ(r.rc, 2) << r.out;
+  EXPECT_TRUE(autoqnn_test::contains(r.out, "--trace-batches / --trace-samples need --ilp-proxy hessian or fisher"))
+      << r.out;
 }
 
 // QSS with a sensitivity prior: the prior is the fill's measured quality where it names every candidate
