@@ -324,11 +324,12 @@ SearchMethod ilp_method() {
       {"budgets-kib", "ilp: a front: one policy per weight budget in KiB, e.g. 8,12,16", "", false},
       {"ilp-solver", "ilp: auto (DP for one size budget, GLPK otherwise) | dp | glpk", "auto", false},
       {"ilp-proxy",
-       "ilp: accuracy (measure every candidate's accuracy drop on the val split, or read --sensitivity) | hessian "
+       "ilp: auto (fisher; accuracy with --sensitivity) | accuracy (measure every candidate's accuracy drop on the "
+       "val split, or read --sensitivity) | hessian "
        "(Hessian trace x weight error, HAWQ-v2, Hutchinson: no evaluation; weight candidates only) | fisher (the "
        "same with the traces from the Fisher: equal for ReLU/BatchNorm networks, about 10x cheaper, and acts "
        "ranked too by the trace in each layer's input x the act error)",
-       "accuracy", false},
+       "auto", false},
       {"trace-batches", "ilp --ilp-proxy hessian|fisher: train batches for the traces (0: 2 hessian, 4 fisher)", "0",
        false},
       {"trace-samples", "ilp --ilp-proxy hessian|fisher: draws per batch (0: 16 hessian, 8 fisher)", "0", false},
@@ -340,6 +341,7 @@ SearchMethod ilp_method() {
     if (f.has("budgets-kib")) o->budgets_kib = parse_budget_list(f.text("budgets-kib"), "--budgets-kib");
     o->solver = parse_alloc_solver(f.text("ilp-solver"));
     o->proxy = f.text("ilp-proxy");
+    if (o->proxy == "auto") o->proxy = f.has("sensitivity") ? "accuracy" : "fisher";
     o->trace_batches = f.integer("trace-batches");
     o->trace_samples = f.integer("trace-samples");
     if (o->trace_batches < 0 || o->trace_samples < 0)
@@ -347,7 +349,7 @@ SearchMethod ilp_method() {
     if (o->proxy == "accuracy" && (o->trace_batches > 0 || o->trace_samples > 0))
       throw std::invalid_argument("--trace-batches / --trace-samples need --ilp-proxy hessian or fisher");
     if (o->proxy != "accuracy" && o->proxy != "hessian" && o->proxy != "fisher")
-      throw std::invalid_argument("--ilp-proxy must be accuracy, hessian or fisher, got '" + o->proxy + "'");
+      throw std::invalid_argument("--ilp-proxy must be auto, accuracy, hessian or fisher, got '" + o->proxy + "'");
     if (o->proxy != "accuracy" && !o->sensitivity.empty())
       throw std::invalid_argument("--ilp-proxy " + o->proxy + " computes its own table; do not give --sensitivity");
     return o;

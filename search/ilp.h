@@ -1,9 +1,11 @@
 // `--method ilp`: sensitivity-based exact allocation (HAWQ-v3-style, over our schemes x bits; no supernet,
 // no training). One analysis, then one exact solve per budget:
 //
-//   1. the sensitivity table of the search space (autoqnn/sensitivity.h: every layer x (weight, act)
-//      candidate with only that layer quantized): read from --sensitivity FILE (`autoqnn analyze`), or
-//      measured here on the val split (--val-limit images; calibration from the search-train split);
+//   1. the sensitivity of every layer x (weight, act) candidate of the search space. By default
+//      (--ilp-proxy auto) the Fisher proxy below; with --sensitivity FILE or --ilp-proxy accuracy the
+//      table of autoqnn/sensitivity.h (each candidate with only that layer quantized): read from FILE
+//      (`autoqnn analyze`), or measured here on the val split (--val-limit images; calibration from the
+//      search-train split);
 //   2. quality of a candidate = -(accuracy drop, clipped at 0) - 0.01 x the relative weight error
 //      10^(-SQNR/10) (the second term breaks the ties of a saturated drop in favour of more precise
 //      weights); a table made with --no-accuracy gives -relative error only;
@@ -34,7 +36,8 @@ struct IlpOptions : StrategyOptions {
   std::vector<double> budgets_bits;      // a front in bits/weight
   std::vector<double> budgets_kib;       // a front in KiB
   AllocSolver solver = AllocSolver::Auto;
-  std::string proxy = "accuracy";        // the measured table | "hessian" | "fisher" (trace x weight error)
+  std::string proxy = "accuracy";        // the measured table | "hessian" | "fisher" (trace x weight error);
+                                         // the CLI's "auto" is resolved by options_from_flags
   int64_t trace_batches = 0;             // hessian / fisher: train batches and draws per batch (0: the
   int64_t trace_samples = 0;             // estimator's default, autoqnn/hessian_trace.h)
   nlohmann::json to_json() const override;

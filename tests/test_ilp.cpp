@@ -452,9 +452,14 @@ TEST(Ilp, HessianProxyFrontMeetsItsBudgetsAndIsRefusedForActCandidates) {
   r = autoqnn_test::run_cli("search --model lenet5 --dataset synthetic --checkpoint " + o.checkpoint +
                             " --method ilp --ilp-proxy fischer --budgets 2 --out " + tmp_dir() + "/hx.json");
   EXPECT_EQ(r.rc, 2) << r.out;
-  EXPECT_TRUE(autoqnn_test::contains(r.out, "--ilp-proxy must be accuracy, hessian or fisher, got 'fischer'")) << r.out;
+  EXPECT_TRUE(autoqnn_test::contains(r.out, "--ilp-proxy must be auto, accuracy, hessian or fisher, got 'fischer'")) << r.out;
+  // the CLI's default proxy: fisher, or the table given with --sensitivity
+  r = autoqnn_test::run_cli("search --model lenet5 --dataset synthetic --train-limit 600 --checkpoint " + o.checkpoint +
+                            " --method ilp --avg-bits 2 --out " + tmp_dir() + "/hauto.json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(load_policy(tmp_dir() + "/hauto.json").search["strategy"]["proxy"], "fisher");
   r = autoqnn_test::run_cli("search --model lenet5 --dataset synthetic --checkpoint " + o.checkpoint +
-                            " --method ilp --trace-samples 8 --budgets 2 --out " + tmp_dir() + "/hx.json");
+                            " --method ilp --ilp-proxy accuracy --trace-samples 8 --budgets 2 --out " + tmp_dir() + "/hx.json");
   EXPECT_EQ(r.rc, 2) << r.out;
   EXPECT_TRUE(autoqnn_test::contains(r.out, "--trace-batches / --trace-samples need --ilp-proxy hessian or fisher"))
       << r.out;
