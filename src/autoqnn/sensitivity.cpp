@@ -1,5 +1,6 @@
 #include "autoqnn/sensitivity.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <limits>
@@ -54,46 +55,88 @@ SensitivityRow weight_error(Model& model, const NamedQuantLayer& nl, const Quant
   return r;
 }
 
-// Stands in the act slot after calibration: the quantizer's squared error on the inputs it sees.
-class ErrorMeter : public quant::FakeQuantizer {
+// Stands in a layer's act slot while every act candidate of that layer is fitted at once: each candidate
+// sees the layer's FP32 input (calibration: calibrate + a train-mode forward, as calibrate_model does;
+// measuring: its squared error), and the FP32 input goes on, so every layer's inputs are those of the FP32
+// model -- what each candidate would see with only its own layer quantized.
+class CandidateSlot : public quant::FakeQuantizer {
  public:
-  explicit ErrorMeter(FakeQuantPtr inner) : inner_(std::move(inner)) {}
-  double sum_sq = 0;
+  std::vector<std::shared_ptr<quant::Quantizer>> candidates;
+  std::vector<double> sum_sq;
   int64_t count = 0;
+  bool measuring = false;
   torch::Tensor forward(const torch::Tensor& x) override {
-    auto q = inner_->forward(x);
-    sum_sq += (q.detach() - x.detach()).to(torch::kFloat64).pow(2).sum().item<double>();
-    count += x.numel();
-    return q;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      auto& q = candidates[i];
+      if (!measuring) {
+        q->calibrate(x);
+        q->forward(x);
+      } else {
+        sum_sq[i] += (q->forward(x) - x).to(torch::kFloat64).pow(2).sum().item<double>();
+      }
+    }
+    if (measuring) count += x.numel();
+    return x;
   }
-  std::string describe() const override { return "act error meter"; }
-
- private:
-  FakeQuantPtr inner_;
+  std::string describe() const override { return "act candidates fitted at once"; }
 };
 
-// The layer's act quantizer calibrated alone (FP32 weights everywhere), then its mean squared error on the
-// first calibration batch.
-double act_error(Model& model, const NamedQuantLayer& nl, const QuantSpec& as, const TensorDataset& calib,
-                 const SensitivityOptions& opt) {
-  auto aq = quant::make_quantizer(as, Role::Activation);
-  if (!aq) return 0.0;
+// mean (Q(a) - a)^2 of every act candidate of every layer ("layer|spec"): the candidates calibrated on
+// opt.calib_batches batches (shuffled by seed), then measured on the first batch of `calib`. One forward
+// per batch serves every candidate of every layer.
+std::map<std::string, double> act_errors(
+    Model& model, const std::vector<NamedQuantLayer>& layers,
+    const std::vector<std::vector<std::pair<QuantSpec, QuantSpec>>>& candidates, const TensorDataset& calib,
+    const SensitivityOptions& opt) {
+  std::vector<std::shared_ptr<CandidateSlot>> slots(layers.size());
+  std::vector<std::vector<std::string>> specs(layers.size());
+  bool any = false;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto slot = std::make_shared<CandidateSlot>();
+    for (const auto& [ws, as] : candidates[i]) {
+      const std::string key = as.to_string();
+      if (std::find(specs[i].begin(), specs[i].end(), key) != specs[i].end()) continue;
+      auto q = std::dynamic_pointer_cast<quant::Quantizer>(quant::make_quantizer(as, Role::Activation));
+      if (!q) continue;  // fp32
+      q->to(opt.device);
+      q->train(true);  // running statistics update in train mode
+      specs[i].push_back(key);
+      slot->candidates.push_back(q);
+      slot->sum_sq.push_back(0.0);
+    }
+    if (!slot->candidates.empty()) {
+      slots[i] = slot;
+      any = true;
+    }
+  }
+  std::map<std::string, double> out;
+  if (!any) return out;
   if (calib.size() == 0) throw std::invalid_argument("sensitivity: act candidates need calibration data");
-  aq->to(opt.device);
-  nl.layer->set_act_quantizer(aq);
-  ClearQuantizers clear{nl.layer};
-  CalibOptions co;
-  co.batches = std::max<int64_t>(opt.calib_batches, 1);
-  co.batch_size = opt.batch_size;
-  co.seed = opt.seed;
-  co.device = opt.device;
-  calibrate_model(model, calib, co);
-  auto meter = std::make_shared<ErrorMeter>(aq);
-  nl.layer->set_act_quantizer(meter);
+  struct Clear {
+    const std::vector<NamedQuantLayer>& layers;
+    ~Clear() {
+      for (const auto& l : layers) l.layer->set_act_quantizer(nullptr);
+    }
+  } clear{layers};
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (slots[i]) layers[i].layer->set_act_quantizer(slots[i]);
   torch::NoGradGuard ng;
   model.eval();
+  BatchIterator it(calib, opt.batch_size, /*shuffle=*/true, opt.seed);
+  it.start_epoch(0);
+  torch::Tensor x, y;
+  for (int64_t b = 0; b < std::max<int64_t>(opt.calib_batches, 1) && it.next(x, y); ++b) model.forward(x.to(opt.device));
+  for (auto& s : slots)
+    if (s) {
+      s->measuring = true;
+      for (auto& q : s->candidates) q->eval();
+    }
   model.forward(calib.head(opt.batch_size).images.to(opt.device));
-  return meter->count > 0 ? meter->sum_sq / static_cast<double>(meter->count) : 0.0;
+  for (size_t i = 0; i < layers.size(); ++i)
+    for (size_t k = 0; slots[i] && k < specs[i].size(); ++k)
+      out[layers[i].name + "|" + specs[i][k]] =
+          slots[i]->count > 0 ? slots[i]->sum_sq[k] / static_cast<double>(slots[i]->count) : 0.0;
+  return out;
 }
 
 }  // namespace
@@ -112,11 +155,16 @@ std::vector<SensitivityRow> analyze_sensitivity(
   double fp_top1 = 0;
   if (opt.accuracy) fp_top1 = evaluate_sharded(model, test, opt.batch_size, opt.device).top1;
   if (fp_top1_out) *fp_top1_out = fp_top1;
+  std::map<std::string, double> act_mse;  // without accuracy: "layer|act spec" -> error
+  if (!opt.accuracy) {
+    act_mse = act_errors(model, layers, candidates, calib, opt);
+    for (const auto& [key, e] : act_mse) log_info("analyze: " + key.substr(0, key.find('|')) + " act " +
+                                                  key.substr(key.find('|') + 1) + ": mse " + std::to_string(e));
+  }
   std::vector<SensitivityRow> rows;
   for (size_t i = 0; i < layers.size(); ++i) {
     auto& nl = layers[i];
     std::map<std::string, SensitivityRow> weight_fit;  // without accuracy: per weight spec
-    std::map<std::string, double> act_fit;             // without accuracy: per act spec
     for (const auto& [ws, as] : candidates[i]) {
       SensitivityRow r;
       r.layer = nl.name;
@@ -133,12 +181,8 @@ std::vector<SensitivityRow> analyze_sensitivity(
         r.mse = wf->second.mse;
         r.sqnr_db = wf->second.sqnr_db;
         r.afp_distance = wf->second.afp_distance;
-        auto af = act_fit.find(r.act);
-        if (af == act_fit.end()) {
-          af = act_fit.emplace(r.act, act_error(model, nl, as, calib, opt)).first;
-          if (as.scheme != "fp32") log_info("analyze: " + nl.name + " act " + r.act + ": mse " + std::to_string(af->second));
-        }
-        r.act_mse = af->second;
+        auto af = act_mse.find(r.layer + "|" + r.act);
+        r.act_mse = af == act_mse.end() ? 0.0 : af->second;
         rows.push_back(r);
         continue;
       }
