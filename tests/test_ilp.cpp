@@ -303,16 +303,26 @@ TEST(Ilp, FrontPoliciesMeetTheirBudgetsAndAreRepeatable) {
 
 // The Hutchinson estimate against the exact trace of the last layer's block: for logits z = W a + b under
 // the mean cross-entropy, Tr(H_W) = mean_n sum_k p_k (1 - p_k) ||a_n||^2.
-TEST(HessianTrace, HutchinsonMatchesTheExactTraceOfTheLastLayer) {
+namespace {
+ModelPtr trained_synthetic_lenet5() {
   static std::string ck = autoqnn_test::train_synthetic_lenet5(tmp_dir() + "/lenet5_fp32.pt");
   ModelPtr m = make_model("lenet5", autoqnn_test::kSyntheticCfg);
   load_checkpoint_weights(ck, *m);
+  return m;
+}
+TensorDataset synthetic_train_head(int64_t train_limit, int64_t n) {
   DataOptions d;
   d.dataset = "synthetic";
-  d.train_limit = 64;
+  d.train_limit = train_limit;
+  return load_splits(d).train.head(n);
+}
+}  // namespace
+
+TEST(HessianTrace, HutchinsonMatchesTheExactTraceOfTheLastLayer) {
+  ModelPtr m = trained_synthetic_lenet5();
   // one image: the exact formula needs each image's fc3 input next to its probabilities, and the stats
   // collector shuffles its batch
-  TensorDataset data = load_splits(d).train.head(1);
+  TensorDataset data = synthetic_train_head(64, 1);
   ptq::StatsOptions so;
   so.batches = 1;
   so.batch_size = data.size();
@@ -361,15 +371,10 @@ TEST(HessianTrace, HutchinsonMatchesTheExactTraceOfTheLastLayer) {
 
 // Every layer (not only the last): LeNet-5 is piecewise linear in each weight (ReLU, max-pool), so the
 // Fisher trace and Hutchinson's Hessian trace estimate the same number; they agree within their standard
-// errors, and the Fisher's default (4 batches x 8 draws) costs far fewer double-backward-free passes.
+// errors, with a smaller standard error per draw; the Fisher's default is 4 batches x 8 draws.
 TEST(HessianTrace, FisherAgreesWithHutchinsonOnEveryLayer) {
-  static std::string ck = autoqnn_test::train_synthetic_lenet5(tmp_dir() + "/lenet5_fp32.pt");
-  ModelPtr m = make_model("lenet5", autoqnn_test::kSyntheticCfg);
-  load_checkpoint_weights(ck, *m);
-  DataOptions d;
-  d.dataset = "synthetic";
-  d.train_limit = 256;
-  TensorDataset data = load_splits(d).train.head(32);
+  ModelPtr m = trained_synthetic_lenet5();
+  TensorDataset data = synthetic_train_head(256, 32);
   HessianTraceOptions ho;
   ho.batches = 1;
   ho.batch_size = 32;
