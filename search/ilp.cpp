@@ -160,8 +160,8 @@ SearchResult run_ilp(const SearchOptions& opt) {
   bool acts_searched = false;
   for (const auto& set : sets) acts_searched = acts_searched || set.act.size() > 1;
   if (io.proxy == "hessian" || io.proxy == "fisher") {
-    for (size_t i = 0; i < sets.size() && io.proxy == "hessian"; ++i)
-      if (sets[i].act.size() > 1)
+    for (size_t i = 0; i < sets.size(); ++i)
+      if (io.proxy == "hessian" && sets[i].act.size() > 1)
         throw std::invalid_argument("--ilp-proxy hessian ranks weight candidates only; layer '" + names[i] + "' has " +
                                     std::to_string(sets[i].act.size()) + " act candidates in the space '" +
                                     opt.space_path + "' (--ilp-proxy fisher ranks acts too; or the measured table, "

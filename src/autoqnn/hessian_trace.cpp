@@ -3,6 +3,8 @@
 #include <cmath>
 #include <random>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 #include "autoqnn/quant_layers.h"
 
@@ -140,22 +142,23 @@ std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset&
     }
   }
   if (draws == 0) throw std::invalid_argument("Hessian traces: no batch drawn from the data set");
+  auto mean_and_std_error = [&](size_t i) {  // over the draws of accumulator i
+    const double n = static_cast<double>(draws), mean = sum[i] / n;
+    const double var = std::max(0.0, sum_sq[i] / n - mean * mean);
+    return std::make_pair(mean, draws > 1 ? std::sqrt(var / (n - 1)) : 0.0);
+  };
   std::vector<LayerHessianTrace> out;
   for (size_t l = 0; l < L; ++l) {
     LayerHessianTrace t;
     t.layer = layers[l].name;
     t.params = params[l].numel();
-    t.trace = sum[l] / static_cast<double>(draws);
-    const double var = std::max(0.0, sum_sq[l] / static_cast<double>(draws) - t.trace * t.trace);
+    std::tie(t.trace, t.std_error) = mean_and_std_error(l);
     if (!probes.empty()) {
       t.act_numel = act_numel[l];
-      t.act_trace = sum[L + l] / static_cast<double>(draws);
-      const double av = std::max(0.0, sum_sq[L + l] / static_cast<double>(draws) - t.act_trace * t.act_trace);
-      t.act_std_error = draws > 1 ? std::sqrt(av / static_cast<double>(draws - 1)) : 0.0;
+      std::tie(t.act_trace, t.act_std_error) = mean_and_std_error(L + l);
     }
     t.draws = draws;
     t.images = images;
-    t.std_error = draws > 1 ? std::sqrt(var / static_cast<double>(draws - 1)) : 0.0;
     out.push_back(t);
   }
   return out;

@@ -62,11 +62,11 @@ struct LayerHessianTrace {
   int64_t images = 0;     // images in those batches
 };
 
-// In quant_layers order. Throws std::invalid_argument for empty data, batches / samples < 0, or a model
-// with quantizers installed.
 // "hutchinson" | "fisher"
 const char* trace_estimator_name(TraceEstimator e);
 
+// In quant_layers order. Throws std::invalid_argument for empty data, batches / samples < 0, or a model
+// with quantizers installed.
 std::vector<LayerHessianTrace> hessian_traces(Model& model, const TensorDataset& data, const HessianTraceOptions& opt);
 
 }  // namespace autoqnn

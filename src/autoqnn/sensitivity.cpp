@@ -61,8 +61,8 @@ SensitivityRow weight_error(Model& model, const NamedQuantLayer& nl, const Quant
 // model -- what each candidate would see with only its own layer quantized.
 class CandidateSlot : public quant::FakeQuantizer {
  public:
-  std::vector<std::shared_ptr<quant::Quantizer>> candidates;
-  std::vector<double> sum_sq;
+  std::vector<quant::QuantizerPtr> candidates;
+  std::vector<torch::Tensor> sum_sq;  // measuring: per candidate, on the device (read once at the end)
   int64_t count = 0;
   bool measuring = false;
   torch::Tensor forward(const torch::Tensor& x) override {
@@ -71,9 +71,11 @@ class CandidateSlot : public quant::FakeQuantizer {
       if (!measuring) {
         q->calibrate(x);
         q->forward(x);
-      } else {
-        sum_sq[i] += (q->forward(x) - x).to(torch::kFloat64).pow(2).sum().item<double>();
+        continue;
       }
+      auto e = (q->forward(x) - x).to(torch::kFloat64).pow(2).sum();
+      if (sum_sq.size() <= i) sum_sq.push_back(e);
+      else sum_sq[i] += e;
     }
     if (measuring) count += x.numel();
     return x;
@@ -96,13 +98,12 @@ std::map<std::string, double> act_errors(
     for (const auto& [ws, as] : candidates[i]) {
       const std::string key = as.to_string();
       if (std::find(specs[i].begin(), specs[i].end(), key) != specs[i].end()) continue;
-      auto q = std::dynamic_pointer_cast<quant::Quantizer>(quant::make_quantizer(as, Role::Activation));
+      auto q = quant::make_quantizer(as, Role::Activation);
       if (!q) continue;  // fp32
       q->to(opt.device);
       q->train(true);  // running statistics update in train mode
       specs[i].push_back(key);
       slot->candidates.push_back(q);
-      slot->sum_sq.push_back(0.0);
     }
     if (!slot->candidates.empty()) {
       slots[i] = slot;
@@ -132,10 +133,12 @@ std::map<std::string, double> act_errors(
       for (auto& q : s->candidates) q->eval();
     }
   model.forward(calib.head(opt.batch_size).images.to(opt.device));
-  for (size_t i = 0; i < layers.size(); ++i)
-    for (size_t k = 0; slots[i] && k < specs[i].size(); ++k)
-      out[layers[i].name + "|" + specs[i][k]] =
-          slots[i]->count > 0 ? slots[i]->sum_sq[k] / static_cast<double>(slots[i]->count) : 0.0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (!slots[i] || slots[i]->sum_sq.empty()) continue;  // a layer the measuring batch did not reach
+    auto sums = torch::stack(slots[i]->sum_sq).to(torch::kCPU);
+    for (size_t k = 0; k < specs[i].size(); ++k)
+      out[layers[i].name + "|" + specs[i][k]] = sums[k].item<double>() / static_cast<double>(slots[i]->count);
+  }
   return out;
 }
 
