@@ -10,9 +10,9 @@
 // eval-mode BatchNorm, residual sums) has a layer block of the Hessian EQUAL to its Gauss-Newton block
 // (the second derivative of the logits in W_l is zero), so Tr(F_l) = Tr(H_l) there. Per-image squared
 // gradient norms come from one backward per draw: for random signs s_i, E_s||sum_i s_i g_i||^2 =
-// sum_i ||g_i||^2. One draw (a backward through the kept forward graph) costs about a thirteenth of a
-// Hutchinson draw (a double backward; bench_search BM_HessianTrace, ResNet-20, 128 images: 0.19 s vs 2.6 s
-// on one CPU thread) and has a smaller variance (docs/benchmarks.md). Elsewhere (sigmoid, GELU,
+// sum_i ||g_i||^2. One draw (a backward through the kept forward graph) costs a tenth to a thirteenth of a
+// Hutchinson draw (a double backward; bench_search BM_HessianTrace, ResNet-20, batch 128) and has a
+// smaller variance (docs/benchmarks.md). Elsewhere (sigmoid, GELU,
 // attention) Tr(F_l) is the Gauss-Newton part of the trace, a non-negative curvature, not the trace itself.
 //
 // The Fisher estimator also gives each layer's ACTIVATION trace: Tr of the Hessian of one image's loss in
